@@ -16,7 +16,7 @@ from evoemotion import __version__
 from evoemotion.errors import EvoEmotionError
 
 #: Modules of ``evoemotion.cli`` that each register one or more sub-commands.
-COMMAND_MODULES = ("render",)
+COMMAND_MODULES = ("render", "classify", "run", "views", "cgen")
 
 
 def build_parser() -> argparse.ArgumentParser:

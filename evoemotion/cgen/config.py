@@ -1,0 +1,140 @@
+"""The options of a generator: its architecture and its training (no torch needed).
+
+Both are frozen dataclasses that validate themselves, travel inside the generator
+checkpoint as plain dicts, and give the command line its defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from evoemotion.errors import ConfigError
+from evoemotion.render.ops import ACTIVATIONS as CPPN_ACTIVATIONS
+
+
+def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ConfigError(f"unknown {what} option(s) {', '.join(unknown)}")
+    return cls(**data)
+
+
+def _check(obj: Any, what: str, checks: dict[str, bool]) -> None:
+    for name, ok in checks.items():
+        if not ok:
+            raise ConfigError(f"{what} option {name}={getattr(obj, name)!r} is out of range")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Shape of the conditional CPPN.
+
+    Args:
+        latent_dim: Width of the latent vector z.
+        hidden: Units per hidden layer.
+        depth: Hidden layers.
+        embed_dim: Width of the per-image embedding of (z, condition).
+        activations: Hidden activations (names of the ``cppn`` genotype's activations);
+            the units of each layer are split evenly among them.
+        coord_scale: Standard deviation of the initial coordinate weights (higher: finer
+            initial patterns).
+        seed: Seeds the initial weights.
+
+    Raises:
+        ConfigError: a value is out of range or an activation is unknown.
+    """
+
+    latent_dim: int = 8
+    hidden: int = 32
+    depth: int = 4
+    embed_dim: int = 32
+    activations: tuple[str, ...] = ("sin", "tanh", "gauss", "identity")
+    coord_scale: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "activations", tuple(self.activations))
+        unknown = [name for name in self.activations if name not in CPPN_ACTIVATIONS]
+        if unknown or not self.activations:
+            raise ConfigError(f"unknown CPPN activation(s) {unknown or '(none given)'}; "
+                              f"choose from {', '.join(CPPN_ACTIVATIONS)}")
+        _check(self, "architecture", {
+            "latent_dim": self.latent_dim >= 1,
+            "hidden": self.hidden >= len(self.activations),
+            "depth": self.depth >= 1,
+            "embed_dim": self.embed_dim >= 1,
+            "coord_scale": self.coord_scale > 0 and math.isfinite(self.coord_scale),
+        })
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Architecture:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ConfigError: an unknown field or a bad value.
+        """
+        return _from_dict(cls, data, "architecture")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        data = asdict(self)
+        data["activations"] = list(self.activations)
+        return data
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of generator training.
+
+    Args:
+        batch_size: Targets per step; each is drawn with two latents (2 x batch images).
+        lr: Adam learning rate.
+        grad_clip: Largest gradient norm of a step (0: no clipping).
+        diversity_weight: Weight of the mode-seeking term (0 turns it off).
+        crops: Random crops per image whose classifier outputs are averaged (1: whole image).
+        crop_min: Smallest crop side as a fraction of the image side.
+        train_size: Side at which images are drawn while training.
+        classifier_size: Side the classifier sees (0: its native input size).
+        seed: Seeds targets, latents and crops.
+
+    Raises:
+        ConfigError: a value is out of range (the message names the field).
+    """
+
+    batch_size: int = 8
+    lr: float = 5e-3
+    grad_clip: float = 1.0
+    diversity_weight: float = 0.02
+    crops: int = 1
+    crop_min: float = 0.6
+    train_size: int = 128
+    classifier_size: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self, "training", {
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0 and math.isfinite(self.lr),
+            "grad_clip": self.grad_clip >= 0 and math.isfinite(self.grad_clip),
+            "diversity_weight": self.diversity_weight >= 0
+            and math.isfinite(self.diversity_weight),
+            "crops": self.crops >= 1,
+            "crop_min": 0 < self.crop_min <= 1,
+            "train_size": self.train_size >= 8,
+            "classifier_size": self.classifier_size == 0 or self.classifier_size >= 8,
+        })
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ConfigError: an unknown field or a bad value.
+        """
+        return _from_dict(cls, data, "training")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)

@@ -1,0 +1,227 @@
+"""How well a trained generator hits its targets, and how varied its images are.
+
+The targets are the cells of the MAP-Elites archive of the same kind (the ``va`` / ``vad``
+grid of :func:`evoemotion.archives.make_archive_spec`, or one target per class for
+``categorical``), so the generator can be compared with a MAP-Elites run cell for cell.
+For every target, several latents are rendered to uint8 images and scored by the
+:class:`~evoemotion.scoring.Scorer` exactly as a run scores its genomes. Reported:
+
+* the mean absolute error between target and predicted V/A(/D) per dimension
+  (``categorical``: the mean probability of the target class and the argmax accuracy);
+* diversity across latents: mean pairwise L1 pixel distance (0..1) and mean pairwise cosine
+  distance of the classifier's embeddings, among the images of one target;
+* ``reached``: the fraction of targets for which at least one image lands within the
+  tolerance — by default, inside the target's own archive cell (``categorical``: target
+  probability >= tolerance, default 0.5); ``hit_rate``: the same per image;
+* ``coverage``: the fraction of archive cells that hold at least one generated image,
+  whatever its target (what an archive filled with these images would cover).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from evoemotion.cgen.network import ConditionalGenerator
+from evoemotion.errors import ConfigError
+
+#: Images rendered and scored per chunk (rounded to whole targets).
+CHUNK_IMAGES = 64
+
+#: Default tolerance of the categorical kind: target-class probability at least this.
+CATEGORICAL_TOLERANCE = 0.5
+
+
+@dataclass
+class Evaluation:
+    """Per-target results of :func:`evaluate`.
+
+    Attributes:
+        kind: The generator's target kind.
+        names: Regression names or class names.
+        targets: ``(T, dims)`` targets (regression) or ``(T,)`` class indices.
+        predictions: ``(T, n, dims)`` predicted values, or ``(T, n, K)`` class
+            probabilities, of the ``n`` images per target.
+        hits: ``(T, n)`` whether each image is within the tolerance of its target.
+        diversity_pixels: ``(T,)`` mean pairwise L1 pixel distance among a target's images.
+        diversity_embedding: ``(T,)`` mean pairwise cosine distance of their embeddings.
+        cells: ``(T,)`` archive cell of each target (regression; ``None`` otherwise).
+        sample_cells: ``(T, n)`` archive cell of each image's prediction (regression; as in
+            the archive, values beyond the range fall in the edge cells; -1: not finite).
+        n_cells: Cells in the archive grid.
+        tolerance: The tolerance used (``None``: inside the target cell).
+        archive: The archive spec's description (``ArchiveSpec.to_dict``), or ``None``.
+    """
+
+    kind: str
+    names: list[str]
+    targets: np.ndarray
+    predictions: np.ndarray
+    hits: np.ndarray
+    diversity_pixels: np.ndarray
+    diversity_embedding: np.ndarray
+    cells: np.ndarray | None = None
+    sample_cells: np.ndarray | None = None
+    n_cells: int = 0
+    tolerance: float | None = None
+    archive: dict[str, Any] | None = field(default=None)
+
+    @property
+    def reached(self) -> np.ndarray:
+        """``(T,)`` whether any image of each target is within the tolerance."""
+        return self.hits.any(axis=1)
+
+    def errors(self) -> np.ndarray:
+        """``(T, n, dims)`` absolute errors (regression) or ``(T, n)`` 1 - p(target)."""
+        if self.kind == "categorical":
+            picked = np.take_along_axis(self.predictions, self.targets[:, None, None], axis=2)
+            return 1.0 - picked[..., 0]
+        return np.abs(self.predictions - self.targets[:, None, :])
+
+    def summary(self) -> dict[str, float]:
+        """The headline numbers (see the module docstring).
+
+        Returns:
+            Name -> value: ``mae`` and ``mae_<name>`` per dimension (regression) or
+            ``target_prob`` and ``accuracy`` (categorical); ``reached``, ``hit_rate``,
+            ``diversity_pixels``, ``diversity_embedding``; ``coverage`` (regression);
+            ``targets`` and ``latents`` counts.
+        """
+        out: dict[str, float] = {"targets": len(self.targets), "latents": self.hits.shape[1]}
+        if self.kind == "categorical":
+            out["target_prob"] = float(1.0 - self.errors().mean())
+            out["accuracy"] = float((self.predictions.argmax(axis=2)
+                                     == self.targets[:, None]).mean())
+        else:
+            errors = self.errors()
+            out["mae"] = float(errors.mean())
+            out.update({f"mae_{name}": float(errors[..., i].mean())
+                        for i, name in enumerate(self.names)})
+        out["reached"] = float(self.reached.mean())
+        out["hit_rate"] = float(self.hits.mean())
+        out["diversity_pixels"] = float(self.diversity_pixels.mean())
+        out["diversity_embedding"] = float(self.diversity_embedding.mean())
+        if self.sample_cells is not None:
+            occupied = np.unique(self.sample_cells[self.sample_cells >= 0])
+            out["coverage"] = len(occupied) / self.n_cells
+        return out
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per target (for a CSV): target, cell, error, hits, diversity."""
+        errors = self.errors()
+        rows = []
+        for t in range(len(self.targets)):
+            if self.kind == "categorical":
+                row: dict[str, Any] = {"target": self.names[int(self.targets[t])],
+                                       "target_prob": float(1.0 - errors[t].mean())}
+            else:
+                row = {f"target_{n}": float(v) for n, v in zip(self.names, self.targets[t],
+                                                               strict=True)}
+                row["cell"] = int(self.cells[t])
+                row["mae"] = float(errors[t].mean())
+            row.update(hits=int(self.hits[t].sum()), reached=bool(self.reached[t]),
+                       diversity_pixels=float(self.diversity_pixels[t]),
+                       diversity_embedding=float(self.diversity_embedding[t]))
+            rows.append(row)
+        return rows
+
+
+def _pairwise_means(images: np.ndarray, embeddings: np.ndarray) -> tuple[float, float]:
+    """Mean pairwise L1 pixel distance and cosine embedding distance of one target's set."""
+    n = len(images)
+    if n < 2:
+        return 0.0, 0.0
+    flat = torch.from_numpy(images.reshape(n, -1)).float() / 255.0
+    pixels = torch.cdist(flat, flat, p=1) / flat.shape[1]
+    unit = torch.nn.functional.normalize(torch.from_numpy(embeddings).float(), dim=1)
+    cosine = 1.0 - unit @ unit.T
+    pairs = n * (n - 1)
+    return float(pixels.sum() / pairs), float(cosine.sum() / pairs)
+
+
+def evaluate(generator: ConditionalGenerator, scorer: Any, *, cells: int | None = None,
+             latents: int = 4, size: int = 128, tolerance: float | None = None, seed: int = 0,
+             callback: Callable[[int, int], None] | None = None) -> Evaluation:
+    """Render every archive-cell target with several latents and score the images.
+
+    Args:
+        generator: The trained generator.
+        scorer: A :class:`~evoemotion.scoring.Scorer` on the classifier the generator was
+            trained against (its crops, size and device apply).
+        cells: Bins per axis of the ``va``/``vad`` grid (default: the archive default,
+            :data:`evoemotion.archives.DEFAULT_CELLS`); not allowed for ``categorical``.
+        latents: Images (latents) per target.
+        size: Side in pixels of the rendered images.
+        tolerance: Regression: largest per-dimension distance (classifier scale) that counts
+            as a hit; ``None`` = the image lands inside the target's archive cell.
+            Categorical: smallest target-class probability (default 0.5).
+        seed: Seeds the latents.
+        callback: Called as ``callback(done, total)`` after each scored chunk (images).
+
+    Returns:
+        The :class:`Evaluation`.
+
+    Raises:
+        ConfigError: bad counts, size or tolerance, or a classifier that lacks the outputs.
+    """
+    from evoemotion.archives import make_archive_spec
+
+    space = generator.space
+    if latents < 1 or size < 8:
+        raise ConfigError(f"evaluation needs latents >= 1 and size >= 8, got {latents}, {size}")
+    if tolerance is not None and not (np.isfinite(tolerance) and tolerance >= 0):
+        raise ConfigError(f"--tolerance must be a non-negative number, got {tolerance}")
+    archive = spec = None
+    if space.categorical:
+        if cells is not None:
+            raise ConfigError("--cells applies to va/vad generators: a categorical generator "
+                              "has one target per class")
+        targets = space.grid(0)
+        tolerance = CATEGORICAL_TOLERANCE if tolerance is None else tolerance
+    else:
+        spec = make_archive_spec(space.kind, class_names=scorer.class_names,
+                                 regression_names=scorer.regression_names,
+                                 scales=scorer.scales, cells=cells, objective="none")
+        archive = spec.build_archive(solution_dim=1)
+        targets = space.grid(spec.dims, spec.ranges)
+    z = generator.latents(len(targets) * latents, seed).reshape(len(targets), latents, -1)
+    width = len(space.names) if not space.categorical else len(scorer.class_names)
+    predictions = np.empty((len(targets), latents, width))
+    diversity = np.empty((2, len(targets)))
+    per_chunk = max(1, CHUNK_IMAGES // latents)
+    for start in range(0, len(targets), per_chunk):
+        chunk = slice(start, min(start + per_chunk, len(targets)))
+        repeated = np.repeat(targets[chunk], latents, axis=0)
+        images = generator.render(repeated, z[chunk].reshape(-1, z.shape[-1]), size)
+        out = scorer.score(images)
+        names = ["probs"] if space.categorical else space.names
+        values = out["probs"] if space.categorical else out.table(names)
+        predictions[chunk] = values.reshape(-1, latents, width)
+        for i, t in enumerate(range(chunk.start, chunk.stop)):
+            block = slice(i * latents, (i + 1) * latents)
+            diversity[:, t] = _pairwise_means(images[block], out["embedding"][block])
+        if callback is not None:
+            callback(chunk.stop * latents, len(targets) * latents)
+    result = Evaluation(kind=space.kind, names=list(space.names), targets=targets,
+                        predictions=predictions, hits=np.zeros((len(targets), latents), bool),
+                        diversity_pixels=diversity[0], diversity_embedding=diversity[1],
+                        tolerance=tolerance, archive=spec.to_dict() if spec else None)
+    if space.categorical:
+        result.hits = (1.0 - result.errors()) >= tolerance
+        return result
+    result.cells = archive.index_of(targets)
+    flat = predictions.reshape(-1, width)
+    finite = np.isfinite(flat).all(axis=1)
+    sample_cells = np.full(len(flat), -1, dtype=np.int64)
+    sample_cells[finite] = archive.index_of(flat[finite])
+    result.sample_cells = sample_cells.reshape(len(targets), latents)
+    result.n_cells = spec.cells
+    if tolerance is None:
+        result.hits = result.sample_cells == result.cells[:, None]
+    else:
+        result.hits = (result.errors() <= tolerance).all(axis=2)
+    return result

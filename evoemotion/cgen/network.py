@@ -1,0 +1,234 @@
+"""The conditional CPPN: per-pixel coordinates + latent z + condition c -> RGB.
+
+The network is a compositional pattern-producing network (Stanley 2007) in the style of
+PyTorch-NEAT and Ha's "generating large images from latent vectors": every pixel is computed
+independently from its coordinates (x, y, r), so one picture renders at any resolution.
+The latent vector and the condition are embedded once per image; the embedding biases the
+first layer, modulates every hidden layer (feature-wise scale and shift) and tints the
+output, so the condition reaches the whole network and global colour (which emotion
+classifiers weigh heavily) is one step away from it. Hidden units carry a mix of CPPN activations
+(sin, tanh, gauss, ... as in the ``cppn`` genotype).
+
+:class:`ConditionalGenerator` bundles the network with its :class:`TargetSpace` and is the
+object that training, sampling, evaluation and checkpoints work with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from evoemotion.cgen.config import Architecture
+from evoemotion.cgen.targets import TargetSpace
+from evoemotion.errors import ConfigError
+from evoemotion.render import image_size
+from evoemotion.render.reference import axis
+
+
+def _gauss(x: torch.Tensor) -> torch.Tensor:
+    return torch.exp(-x * x)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+#: Activation functions by the names the ``cppn`` genotype uses
+#: (:data:`evoemotion.render.ops.ACTIVATIONS`, same definitions).
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "sin": torch.sin,
+    "cos": torch.cos,
+    "gauss": _gauss,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "abs": torch.abs,
+    "identity": _identity,
+}
+
+#: Weights start at N(0, gain^2 / fan_in): enough variance to survive the periodic and
+#: saturating activations, so untrained generators already draw varied CPPN patterns.
+_INIT_GAIN = 1.5
+
+#: Pixels (images x pixels) evaluated at once when rendering without gradients.
+RENDER_CHUNK = 1 << 19
+
+
+def coordinates(height: int, width: int, rows: slice | None = None, *,
+                device: torch.device | str = "cpu") -> torch.Tensor:
+    """Per-pixel CPPN inputs (x, y, r) of an image, or of a band of its rows.
+
+    The same convention as the genotype renderers
+    (:func:`evoemotion.render.reference.coordinates`): x and y run over pixel centres from
+    -1 to 1 along each axis (y upwards), r is the distance from the centre.
+
+    Args:
+        height: Image height in pixels.
+        width: Image width in pixels.
+        rows: The rows to return (default: all).
+        device: Where to build the tensor.
+
+    Returns:
+        ``(n_rows * width, 3)`` float32, row-major.
+    """
+    ys = torch.from_numpy(-axis(height)[rows or slice(None)]).to(device)
+    xs = torch.from_numpy(axis(width)).to(device)
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([x, y, torch.sqrt(x * x + y * y)], dim=-1).reshape(-1, 3)
+
+
+class ConditionalCPPN(nn.Module):
+    """Coordinates (P, 3) and a per-image embedding -> colours (N, P, 3) in [0, 1].
+
+    Args:
+        condition_dim: Width of the encoded condition.
+        arch: The architecture (widths, depth, activations, initial coordinate spread).
+    """
+
+    def __init__(self, condition_dim: int, arch: Architecture) -> None:
+        super().__init__()
+        self.activations = arch.activations
+        base, extra = divmod(arch.hidden, len(arch.activations))
+        self._groups = [base + (i < extra) for i in range(len(arch.activations))]
+        hidden, embed = arch.hidden, arch.embed_dim
+        self.embed = nn.Sequential(nn.Linear(arch.latent_dim + condition_dim, embed), nn.Tanh(),
+                                   nn.Linear(embed, embed), nn.Tanh())
+        self.coords = nn.Linear(3, hidden)
+        self.code = nn.Linear(embed, hidden)
+        self.layers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(arch.depth - 1))
+        self.films = nn.ModuleList(nn.Linear(embed, 2 * hidden) for _ in range(arch.depth - 1))
+        self.out = nn.Linear(hidden, 3)
+        self.tint = nn.Linear(embed, 3)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=_INIT_GAIN / module.in_features ** 0.5)
+        nn.init.normal_(self.coords.weight, std=arch.coord_scale)
+        for film in self.films:
+            nn.init.zeros_(film.weight)
+            nn.init.zeros_(film.bias)
+    def _activate(self, h: torch.Tensor) -> torch.Tensor:
+        parts = h.split(self._groups, dim=-1)
+        return torch.cat([ACTIVATIONS[name](part) for name, part in
+                          zip(self.activations, parts, strict=True)], dim=-1)
+
+    def embedding(self, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """Per-image embedding of latent and condition, ``(N, embed_dim)``."""
+        return self.embed(torch.cat([z, condition], dim=-1))
+
+    def forward(self, coords: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """Colours of the pixels at ``coords`` for each embedded (z, c).
+
+        Args:
+            coords: ``(P, 3)`` pixel inputs from :func:`coordinates`.
+            embedding: ``(N, embed_dim)`` from :meth:`embedding`.
+
+        Returns:
+            ``(N, P, 3)`` colours in [0, 1].
+        """
+        h = self._activate(self.coords(coords)[None] + self.code(embedding)[:, None])
+        for layer, film in zip(self.layers, self.films, strict=True):
+            scale, shift = film(embedding)[:, None].chunk(2, dim=-1)
+            h = self._activate(layer(h) * (1.0 + scale) + shift)
+        return torch.sigmoid(self.out(h) + self.tint(embedding)[:, None])
+
+
+class ConditionalGenerator(nn.Module):
+    """A conditional CPPN together with the target space it was built for.
+
+    Args:
+        space: What the condition means (see :class:`TargetSpace`).
+        arch: The network's shape; its seed fixes the initial weights (the global torch
+            RNG is left untouched).
+
+    Attributes:
+        space: The target space.
+        arch: The architecture.
+    """
+
+    def __init__(self, space: TargetSpace, arch: Architecture | None = None) -> None:
+        super().__init__()
+        self.space = space
+        self.arch = arch or Architecture()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.arch.seed)
+            self.net = ConditionalCPPN(space.condition_dim, self.arch)
+
+    @property
+    def latent_dim(self) -> int:
+        """Width of the latent vector z."""
+        return self.arch.latent_dim
+
+    @property
+    def device(self) -> torch.device:
+        """The device the weights live on."""
+        return self.net.out.weight.device
+
+    def latents(self, n: int, seed: int | torch.Generator = 0) -> torch.Tensor:
+        """Draw ``n`` standard-normal latent vectors (on the generator's device).
+
+        Args:
+            n: How many.
+            seed: An int seed or a CPU ``torch.Generator`` to draw from.
+
+        Returns:
+            ``(n, latent_dim)`` float32.
+        """
+        generator = seed if isinstance(seed, torch.Generator) else \
+            torch.Generator().manual_seed(int(seed))
+        return torch.randn((n, self.latent_dim), generator=generator).to(self.device)
+
+    def forward(self, targets: torch.Tensor, z: torch.Tensor,
+                size: int | Sequence[int]) -> torch.Tensor:
+        """Differentiable images for canonical targets (see :meth:`TargetSpace.check`).
+
+        Args:
+            targets: ``(N, dims)`` float on the classifier's scale, or ``(N,)`` class indices.
+            z: ``(N, latent_dim)`` latents.
+            size: Side or ``(height, width)``.
+
+        Returns:
+            ``(N, 3, H, W)`` float images in [0, 1].
+        """
+        height, width = image_size(size)
+        embedding = self.net.embedding(z, self.space.encode(targets.to(self.device)))
+        rgb = self.net(coordinates(height, width, device=self.device), embedding)
+        return rgb.reshape(len(z), height, width, 3).permute(0, 3, 1, 2)
+
+    @torch.no_grad()
+    def render(self, targets: Any, z: torch.Tensor, size: int | Sequence[int]) -> np.ndarray:
+        """Render uint8 images in bounded memory, at any resolution.
+
+        Args:
+            targets: Targets in any form :meth:`TargetSpace.check` accepts, one per latent
+                (or a single target for all latents).
+            z: ``(N, latent_dim)`` latents.
+            size: Side or ``(height, width)``.
+
+        Returns:
+            ``(N, H, W, 3)`` uint8 array.
+
+        Raises:
+            ConfigError: invalid targets or size, or a target count that is neither 1 nor N.
+        """
+        height, width = image_size(size)
+        values = self.space.as_tensor(targets, self.device)
+        if len(values) == 1:
+            values = values.expand(len(z), *values.shape[1:])
+        if len(values) != len(z):
+            raise ConfigError(f"got {len(values)} targets for {len(z)} latents")
+        out = np.empty((len(z), height, width, 3), dtype=np.uint8)
+        per_image = max(1, RENDER_CHUNK // (height * width))
+        band = max(1, RENDER_CHUNK // width)
+        for start in range(0, len(z), per_image):
+            stop = min(start + per_image, len(z))
+            embedding = self.net.embedding(z[start:stop].to(self.device),
+                                           self.space.encode(values[start:stop]))
+            for row in range(0, height, band):
+                rows = slice(row, min(row + band, height))
+                rgb = self.net(coordinates(height, width, rows, device=self.device), embedding)
+                pixels = torch.round(rgb * 255.0).to(torch.uint8).cpu().numpy()
+                out[start:stop, rows] = pixels.reshape(stop - start, -1, width, 3)
+        return out

@@ -1,0 +1,416 @@
+"""Commands for emotion models: train, evaluate, classify, compare-representations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+#: Datasets used when a command is given no ``--dataset``.
+DEFAULT_DATASETS = ["emotion6", "oasis"]
+
+
+class StageBars:
+    """A tqdm bar per progress stage; a new stage closes the previous bar."""
+
+    def __init__(self) -> None:
+        self.stage: str | None = None
+        self.bar = None
+
+    def __call__(self, stage: str, advance: int, total: int, postfix: dict | None = None) -> None:
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            unit = "epoch" if stage == "heads" else "img"
+            self.bar = tqdm(total=total, desc=stage, unit=unit, dynamic_ncols=True)
+            self.stage = stage
+        self.bar.update(advance)
+        if postfix:
+            self.bar.set_postfix(postfix, refresh=False)
+
+    def counter(self, stage: str, total: int):
+        """A ``progress(advance)`` callback feeding this stage's bar."""
+        return lambda advance: self(stage, advance, total)
+
+    def close(self) -> None:
+        """Close the open bar, if any."""
+        if self.bar is not None:
+            self.bar.close()
+        self.bar, self.stage = None, None
+
+
+def _add_data_options(parser: argparse.ArgumentParser, default_note: str) -> None:
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        metavar="SPEC",
+        help="dataset KIND or KIND:PATH, repeatable; kinds: emotion6, oasis, folder:DIR "
+        f"(one sub-folder per class), csv:FILE (path + label or valence,arousal[,dominance] "
+        f"or text); {default_note}",
+    )
+    parser.add_argument(
+        "--lexicon",
+        default=None,
+        metavar="PATH|none",
+        help="Warriner norms CSV for lexicon-derived dominance (OASIS themes, CSV text); "
+        "default: lexicons/warriner2013.csv in the data folder when present",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="stop on unreadable images instead of skipping them"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    from_defaults = "(default: %(default)s)"
+    parser.add_argument(
+        "--backbone", default="efficientnet_lite0", help=f"backbone name {from_defaults}"
+    )
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        help=f"backbone weights: imagenet, none, or a state_dict file {from_defaults}",
+    )
+    parser.add_argument(
+        "--hidden", type=int, default=512, help=f"head hidden width, 0 = linear {from_defaults}"
+    )
+    parser.add_argument("--dropout", type=float, default=0.3, help=f"head dropout {from_defaults}")
+    parser.add_argument(
+        "--views",
+        default="full,flip,crop-c,crop-tl,crop-tr,crop-bl,crop-br",
+        help=f"comma-separated training views of each image {from_defaults}",
+    )
+    parser.add_argument(
+        "--size", type=int, default=None, help="input side in px (default: the backbone's)"
+    )
+    parser.add_argument("--epochs", type=int, default=300, help=f"max head epochs {from_defaults}")
+    parser.add_argument(
+        "--lr", type=float, default=1e-3, help=f"head learning rate {from_defaults}"
+    )
+    parser.add_argument(
+        "--weight-decay", type=float, default=1e-2, help=f"head weight decay {from_defaults}"
+    )
+    parser.add_argument(
+        "--patience", type=int, default=30, help=f"early-stopping patience {from_defaults}"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help=f"head minibatch size {from_defaults}"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help=f"split and training seed {from_defaults}"
+    )
+    parser.add_argument(
+        "--split",
+        default="0.7,0.1,0.2",
+        help=f"train,val,test fractions of each dataset {from_defaults}",
+    )
+    parser.add_argument(
+        "--finetune", action="store_true", help="also train the whole network (use a GPU)"
+    )
+    parser.add_argument(
+        "--finetune-epochs", type=int, default=3, help=f"fine-tuning epochs {from_defaults}"
+    )
+    parser.add_argument(
+        "--finetune-lr", type=float, default=1e-4, help=f"backbone learning rate {from_defaults}"
+    )
+    parser.add_argument("--device", default="auto", help=f"torch device {from_defaults}")
+    parser.add_argument(
+        "--bf16", action="store_true", help="bfloat16 autocast for feature extraction (faster)"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="feature cache folder (default: $EVOEMOTION_CACHE or ~/.cache/evoemotion/features)",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="do not cache features")
+
+
+def register(subparsers) -> None:
+    """Add the ``train``, ``evaluate``, ``classify`` and ``compare-representations`` commands."""
+    p = subparsers.add_parser(
+        "train",
+        help="train an emotion model (frozen-backbone heads, or --finetune)",
+        description="Train an emotion model on a backbone. Frozen mode caches backbone "
+        "features and fits the heads in seconds; the split is fixed by --seed and saved "
+        "in the model, with validation and test metrics.",
+    )
+    p.add_argument(
+        "--head",
+        action="append",
+        metavar="HEAD",
+        help="head to train, repeatable or comma-separated: categorical, va, vad, valence, "
+        "arousal, dominance (default: categorical,va)",
+    )
+    _add_training_options(p)
+    _add_data_options(p, "default: emotion6 and oasis")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
+    p.set_defaults(handler=run_train)
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a model on the test split of datasets",
+        description="Evaluate a model on the test split saved in it (a dataset it never saw "
+        "is evaluated whole). Categorical: accuracy, top-2, mean KL, confusion matrix; "
+        "regression: MSE, MAE, Pearson r, CCC.",
+    )
+    p.add_argument("model", help="checkpoint file or 'default'")
+    _add_data_options(p, "default: the datasets the model was trained on")
+    p.add_argument("--size", type=int, default=None, help="input side in px (default: model's)")
+    p.add_argument("--device", default="auto", help="torch device (default: %(default)s)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the backbone")
+    p.add_argument("--cache-dir", default=None, help="feature cache folder (default: the usual)")
+    p.add_argument(
+        "--confusion",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write confusion-matrix PNGs (one per dataset) into DIR",
+    )
+    p.add_argument("--json", type=Path, default=None, help="also write all metrics to a JSON file")
+    p.set_defaults(handler=run_evaluate)
+
+    p = subparsers.add_parser(
+        "classify",
+        help="print the emotion distribution and V/A(/D) of images",
+        description="Score image files with an emotion model.",
+    )
+    p.add_argument("images", nargs="+", type=Path, help="image files")
+    p.add_argument("--model", default="default", help="checkpoint file (default: %(default)s)")
+    p.add_argument("--size", type=int, default=None, help="input side in px (default: model's)")
+    p.add_argument("--device", default="auto", help="torch device (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    p.set_defaults(handler=run_classify)
+
+    p = subparsers.add_parser(
+        "compare-representations",
+        help="train categorical, VA and VAD heads on one split and compare them",
+        description="Train a categorical, a VA and a VAD model on the same backbone, data "
+        "and split, and print one table of test metrics; targets outside a representation "
+        "are predicted through a map fitted on training rows (marked *).",
+    )
+    _add_training_options(p)
+    _add_data_options(p, "default: emotion6 and oasis")
+    p.add_argument("--json", type=Path, default=None, help="also write the table to a JSON file")
+    p.set_defaults(handler=run_compare)
+
+
+def _threads(args) -> None:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def _load_datasets(args, specs: list[str]) -> list:
+    """Load and check the datasets; print one line per skipped image."""
+    from evoemotion.emotion.datasets import check_images, load_dataset
+    from evoemotion.emotion.lexicon import load_warriner
+    from evoemotion.paths import data_root
+
+    lexicon = None
+    if args.lexicon != "none":
+        path = Path(args.lexicon) if args.lexicon else data_root() / "lexicons" / "warriner2013.csv"
+        if args.lexicon or path.is_file():
+            lexicon = load_warriner(path)
+    datasets = []
+    bars = StageBars()
+    for spec in specs:
+        data = load_dataset(spec, lexicon)
+        data, problems = check_images(
+            data, args.strict, bars.counter(f"checking {spec}", len(data))
+        )
+        bars.close()
+        for line in problems:
+            print(f"skipped: {line}")
+        datasets.append(data)
+    return datasets
+
+
+def _config(args, heads: list[str]):
+    from evoemotion.emotion.train import TrainConfig
+    from evoemotion.errors import ConfigError
+
+    try:
+        fractions = tuple(float(f) for f in args.split.split(","))
+    except ValueError as err:
+        raise ConfigError(f"--split {args.split!r} must be three numbers like 0.7,0.1,0.2") from err
+    if len(fractions) != 3:
+        raise ConfigError(f"--split {args.split!r} must be three numbers like 0.7,0.1,0.2")
+    return TrainConfig(
+        backbone=args.backbone,
+        weights=args.weights,
+        heads=heads,
+        hidden=args.hidden,
+        dropout=args.dropout,
+        views=[v.strip() for v in args.views.split(",") if v.strip()],
+        size=args.size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        patience=args.patience,
+        seed=args.seed,
+        fractions=fractions,
+        finetune=args.finetune,
+        finetune_epochs=args.finetune_epochs,
+        finetune_lr=args.finetune_lr,
+        device=args.device,
+        autocast=args.bf16,
+        cache_dir="" if args.no_cache else args.cache_dir,
+    )
+
+
+def _format_metrics(name: str, metrics: dict) -> list[str]:
+    """Readable lines of one dataset's metrics."""
+    lines = [f"{name} ({metrics['n']} images)"]
+    cat = metrics.get("categorical")
+    if cat:
+        extra = (
+            f"  without neutral {cat['accuracy_without_neutral']:.3f}"
+            if "accuracy_without_neutral" in cat
+            else ""
+        )
+        lines.append(
+            f"  categorical  accuracy {cat['accuracy']:.3f}  top-2 {cat['top2']:.3f}  "
+            f"KL {cat['kl']:.3f}{extra}"
+        )
+    for dim in ("valence", "arousal", "dominance"):
+        if dim in metrics:
+            m = metrics[dim]
+            lines.append(
+                f"  {dim:<11}  MSE {m['mse']:.3f}  MAE {m['mae']:.3f}  r {m['pearson_r']:.3f}  "
+                f"CCC {m['ccc']:.3f}  (n={m['n']})"
+            )
+    if "va_mse" in metrics:
+        lines.append(f"  VA MSE (mean of valence and arousal) {metrics['va_mse']:.3f}")
+    return lines
+
+
+def run_train(args) -> int:
+    """Handler of ``evoemotion train``."""
+    from evoemotion.emotion import save_model
+    from evoemotion.emotion.train import train
+
+    _threads(args)
+    heads = [h.strip() for spec in (args.head or ["categorical,va"]) for h in spec.split(",")]
+    config = _config(args, [h for h in heads if h])
+    specs = args.dataset or DEFAULT_DATASETS
+    datasets = _load_datasets(args, specs)
+    bars = StageBars()
+    model = train(datasets, config, specs=specs, progress=bars)
+    bars.close()
+    path = save_model(model.cpu(), args.out)
+    for name, metrics in model.metadata["metrics"]["test"].items():
+        print("\n".join(_format_metrics(f"test split of {name}", metrics)))
+    print(f"wrote {path} (sha256 {model.identity[:16]})")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    """Handler of ``evoemotion evaluate``."""
+    from evoemotion.emotion import load_model
+    from evoemotion.emotion.evaluate import evaluate_rows, held_out_rows, save_confusion_png
+
+    _threads(args)
+    model = load_model(args.model, device=args.device)
+    specs = args.dataset or model.metadata.get("data", {}).get("specs") or DEFAULT_DATASETS
+    results = {}
+    bars = StageBars()
+    for data in _load_datasets(args, specs):
+        rows = held_out_rows(model, data)
+        seen = data.name in model.metadata.get("split", {}).get("datasets", {})
+        label = f"{data.name} test split" if seen else f"{data.name} (unseen, all rows)"
+        results[data.name] = evaluate_rows(
+            model,
+            data,
+            rows,
+            size=args.size,
+            autocast=args.bf16,
+            cache_dir=args.cache_dir,
+            progress=bars.counter(f"scoring {label}", len(rows)),
+        )
+        bars.close()
+        print("\n".join(_format_metrics(label, results[data.name])))
+        if args.confusion and "categorical" in results[data.name]:
+            png = save_confusion_png(
+                results[data.name]["categorical"]["confusion"],
+                model.class_names,
+                args.confusion / f"confusion_{data.name}.png",
+                title=f"{label}: {Path(str(args.model)).name}",
+            )
+            print(f"  confusion matrix: {png}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def run_classify(args) -> int:
+    """Handler of ``evoemotion classify``."""
+    import numpy as np
+    import torch
+
+    from evoemotion.emotion import load_model
+    from evoemotion.emotion.datasets import read_image
+
+    model = load_model(args.model, device=args.device)
+    device = model.feature_mean.device
+    for path in args.images:
+        image = read_image(path)
+        with torch.no_grad():
+            out = model(model.preprocess(torch.from_numpy(image)[None].to(device), args.size))
+        result = {"image": str(path)}
+        if model.class_names:
+            probs = out["probs"][0].cpu().numpy()
+            result.update(
+                {c: round(float(p), 4) for c, p in zip(model.class_names, probs, strict=True)}
+            )
+        result.update({n: round(float(out[n][0]), 3) for n in model.regression_names})
+        if args.json:
+            print(json.dumps(result))
+            continue
+        parts = []
+        if model.class_names:
+            order = np.argsort(-probs)
+            parts.append("  ".join(f"{model.class_names[i]} {probs[i]:.2f}" for i in order))
+        parts += [f"{n[0].upper()} {result[n]:.2f}" for n in model.regression_names]
+        print(f"{path}: " + "  |  ".join(parts))
+    return 0
+
+
+def run_compare(args) -> int:
+    """Handler of ``evoemotion compare-representations``."""
+    from evoemotion.emotion.compare import compare_representations
+
+    _threads(args)
+    specs = args.dataset or DEFAULT_DATASETS
+    datasets = _load_datasets(args, specs)
+    bars = StageBars()
+    table = compare_representations(datasets, _config(args, []), progress=bars)
+    bars.close()
+    columns = [
+        ("accuracy", "acc"),
+        ("top2", "top-2"),
+        ("kl", "KL"),
+        ("valence_mse", "V MSE"),
+        ("valence_r", "V r"),
+        ("arousal_mse", "A MSE"),
+        ("arousal_r", "A r"),
+        ("dominance_mse", "D MSE"),
+        ("dominance_r", "D r"),
+    ]
+    print(f"test split, {args.backbone}, seed {args.seed}; * = predicted through a fitted map")
+    print(f"{'representation':<15}" + "".join(f"{title:>9}" for _, title in columns))
+    for row in table:
+        cells = []
+        for key, _ in columns:
+            target = "probs" if key in ("accuracy", "top2", "kl") else key.rsplit("_", 1)[0]
+            mark = "*" if target in row["mapped"] else " "
+            value = row.get(key)
+            cells.append(f"{value:8.3f}{mark}" if value is not None else f"{'-':>8} ")
+        print(f"{row['representation']:<15}" + "".join(cells))
+    if args.json:
+        args.json.write_text(json.dumps(table, indent=2))
+    return 0

@@ -1,0 +1,463 @@
+"""Training emotion models: seeded splits, frozen-feature head fitting, optional fine-tuning.
+
+The default mode keeps the ImageNet backbone frozen: every training image's pooled features
+are computed once per view (full image, mirror, crops — cached on disk, see
+:mod:`evoemotion.emotion.features`) and the heads are fitted on them in seconds. Soft labels
+(Emotion6's distributions) are trained with cross-entropy against the distribution; valence,
+arousal and dominance with mean squared error on rows that have them, so datasets with
+different targets train one model together. Each head stops early on its own validation loss.
+``finetune`` then trains the whole network on images (use a GPU).
+
+The split (seed, fractions, and the validation and test items of every dataset) is stored in
+the model's metadata, so evaluation later uses exactly the held-out test rows.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from evoemotion import __version__
+from evoemotion.emotion.datasets import (
+    SPLIT_FRACTIONS,
+    VALUE_NAMES,
+    EmotionData,
+    read_image,
+    split_indices,
+)
+from evoemotion.emotion.features import VIEWS, extract_features, view_image
+from evoemotion.emotion.model import EmotionModel, build_model, resolve_device
+from evoemotion.errors import ConfigError
+
+#: ``progress(stage, advance, total, postfix)``: a stage label, units just done, the stage's
+#: total units, and optional numbers to show (loss ...).
+Progress = Callable[[str, int, int, "dict | None"], None]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a trained model (stored in its metadata).
+
+    Attributes:
+        backbone: Backbone name.
+        weights: Backbone weights: ``"imagenet"``, ``"none"`` or a file.
+        heads: Head names (``categorical``, ``va``, ``vad``, ``valence`` ...).
+        hidden: Hidden width of the heads; 0 for linear heads.
+        dropout: Head dropout.
+        views: Views of each training image whose features are training rows.
+        size: Input side for training and for the stored recommendation; None: native.
+        epochs: Maximum head-training epochs.
+        batch_size: Head-training minibatch size.
+        lr: Head learning rate (AdamW).
+        weight_decay: AdamW weight decay of the heads.
+        patience: Epochs without validation improvement before a head stops.
+        seed: Seed of the split, initialisation and minibatch order.
+        fractions: Train, validation and test fractions of each dataset.
+        finetune: Also train the whole network on images after fitting the heads.
+        finetune_epochs: Epochs of whole-network training.
+        finetune_lr: Learning rate of the backbone while fine-tuning.
+        device: Torch device or ``"auto"``.
+        autocast: bfloat16 autocast for feature extraction.
+        cache_dir: Feature cache folder (None: default; "" disables caching).
+    """
+
+    backbone: str = "efficientnet_lite0"
+    weights: str = "imagenet"
+    heads: list[str] = field(default_factory=lambda: ["categorical", "va"])
+    hidden: int = 0
+    dropout: float = 0.0
+    views: list[str] = field(default_factory=lambda: ["full", "flip"])
+    size: int | None = None
+    epochs: int = 300
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    patience: int = 30
+    seed: int = 0
+    fractions: tuple[float, float, float] = SPLIT_FRACTIONS
+    finetune: bool = False
+    finetune_epochs: int = 3
+    finetune_lr: float = 1e-4
+    device: str = "auto"
+    autocast: bool = False
+    cache_dir: str | None = None
+
+    def validate(self) -> None:
+        """Check option values.
+
+        Raises:
+            ConfigError: naming the bad option and value.
+        """
+        bad = [v for v in self.views if v not in VIEWS]
+        if bad or not self.views:
+            raise ConfigError(f"views {self.views} must be among {', '.join(VIEWS)}")
+        for name in ("epochs", "batch_size", "patience", "finetune_epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.hidden < 0 or not 0 <= self.dropout < 1:
+            raise ConfigError(f"hidden {self.hidden} / dropout {self.dropout} out of range")
+        if self.size is not None and self.size < 16:
+            raise ConfigError(f"size must be >= 16 px, got {self.size}")
+
+
+@dataclass
+class Rows:
+    """Features and targets of a set of rows (several datasets and views stacked).
+
+    Attributes:
+        features: ``(M, D)`` float32 backbone features.
+        probs: ``(M, K)`` label distributions, NaN rows where a dataset has no classes.
+        values: ``(M, 3)`` valence, arousal, dominance, NaN where unknown.
+    """
+
+    features: np.ndarray
+    probs: np.ndarray
+    values: np.ndarray
+
+
+def class_names_of(datasets: list[EmotionData]) -> list[str]:
+    """The class names shared by every dataset that has class labels (``[]`` if none).
+
+    Raises:
+        ConfigError: labelled datasets with different classes.
+    """
+    labelled = [d for d in datasets if d.class_names]
+    for d in labelled[1:]:
+        if d.class_names != labelled[0].class_names:
+            raise ConfigError(
+                f"datasets {labelled[0].name} and {d.name} have different classes "
+                f"({labelled[0].class_names} vs {d.class_names}); train separate models"
+            )
+    return list(labelled[0].class_names) if labelled else []
+
+
+def targets(data: EmotionData, rows: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Label distributions ``(n, K)`` and values ``(n, 3)`` of some rows (NaN where absent)."""
+    if data.probs is not None and data.class_names:
+        probs = data.probs[rows]
+    else:
+        probs = np.full((len(rows), n_classes), np.nan)
+    values = np.stack([data.values[n][rows] for n in VALUE_NAMES], axis=1)
+    return probs, values
+
+
+def split_record(
+    datasets: list[EmotionData], splits: dict[str, dict[str, np.ndarray]], seed: int, fractions
+) -> dict:
+    """The split as stored in a model: seed, fractions, per dataset val/test items and counts."""
+    return {
+        "seed": seed,
+        "fractions": list(fractions),
+        "datasets": {
+            d.name: {
+                "n_train": len(splits[d.name]["train"]),
+                "val": [d.items[i] for i in splits[d.name]["val"]],
+                "test": [d.items[i] for i in splits[d.name]["test"]],
+            }
+            for d in datasets
+        },
+    }
+
+
+def gather_rows(
+    model: EmotionModel,
+    datasets: list[EmotionData],
+    parts: dict[str, dict[str, np.ndarray]],
+    part: str,
+    views: list[str],
+    config: TrainConfig,
+    progress: Progress | None = None,
+) -> Rows:
+    """Features (one row per image and view) and targets of one split part of every dataset.
+
+    Args:
+        model: Model whose backbone embeds.
+        datasets: The datasets.
+        parts: Dataset name -> split part -> row indices.
+        part: ``"train"``, ``"val"`` or ``"test"``.
+        views: Views to stack.
+        config: Size, precision and cache settings.
+        progress: Progress callback.
+
+    Returns:
+        The stacked rows.
+    """
+    n_classes = len(class_names_of(datasets))
+    total = sum(len(parts[d.name][part]) for d in datasets) * len(views)
+    feats, probs, values = [], [], []
+    for data in datasets:
+        rows = parts[data.name][part]
+        p, v = targets(data, rows, n_classes)
+        for view in views:
+            feats.append(
+                extract_features(
+                    model,
+                    [data.path(i) for i in rows],
+                    view=view,
+                    size=config.size,
+                    autocast=config.autocast,
+                    cache_dir=False if config.cache_dir == "" else config.cache_dir,
+                    progress=progress and (lambda k: progress(f"features {part}", k, total, None)),
+                )
+            )
+            probs.append(p)
+            values.append(v)
+    return Rows(np.concatenate(feats), np.concatenate(probs), np.concatenate(values))
+
+
+def head_losses(
+    model: EmotionModel, out: dict[str, torch.Tensor], probs: torch.Tensor, values: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Per-head loss on rows that have the head's targets (0 for a head with none).
+
+    Categorical heads: cross-entropy against the label distribution (soft labels). Regression
+    heads: mean squared error over the head's outputs, on the rating scale.
+    """
+    losses = {}
+    for spec in model.head_specs:
+        if spec.kind == "categorical":
+            mask = torch.isfinite(probs).all(dim=1)
+            logp = F.log_softmax(out["logits"][mask], dim=1)
+            loss = -(probs[mask] * logp).sum(dim=1)
+        else:
+            target = values[:, [VALUE_NAMES.index(name) for name in spec.outputs]]
+            known = torch.isfinite(target)
+            pred = torch.stack([out[name] for name in spec.outputs], dim=1)
+            # select before squaring: a NaN target must not reach the gradient
+            loss = (pred[known] - target[known]) ** 2
+        losses[spec.name] = loss.mean() if loss.numel() else out["embedding"].sum() * 0.0
+    return losses
+
+
+def _check_targets(model: EmotionModel, rows: Rows) -> None:
+    """Every head must have training targets.
+
+    Raises:
+        ConfigError: a head whose targets no dataset provides.
+    """
+    for spec in model.head_specs:
+        if spec.kind == "categorical":
+            present = np.isfinite(rows.probs).all(axis=1).any() if rows.probs.size else False
+            missing = [] if present else ["class labels"]
+        else:
+            missing = [
+                n
+                for n in spec.outputs
+                if not np.isfinite(rows.values[:, VALUE_NAMES.index(n)]).any()
+            ]
+        if missing:
+            raise ConfigError(f"head {spec.name!r} has no training data for {', '.join(missing)}")
+
+
+def fit_heads(
+    model: EmotionModel,
+    train: Rows,
+    val: Rows,
+    config: TrainConfig,
+    progress: Progress | None = None,
+) -> dict:
+    """Fit the heads on cached features; each head keeps its best validation epoch.
+
+    Sets the model's feature standardisation from the training features.
+
+    Args:
+        model: Model whose heads are trained (backbone untouched).
+        train: Training rows.
+        val: Validation rows (early stopping).
+        config: Optimisation settings.
+        progress: Progress callback (stage ``"heads"``, one unit per epoch).
+
+    Returns:
+        ``{head: {"best_epoch", "val_loss"}}``.
+
+    Raises:
+        ConfigError: a head without training targets.
+    """
+    _check_targets(model, train)
+    device = model.feature_mean.device
+    torch.manual_seed(config.seed)
+    for head in model.heads.values():  # deterministic re-initialisation for this seed
+        for layer in head.modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.reset_parameters()
+    x = torch.as_tensor(train.features, device=device)
+    model.feature_mean.copy_(x.mean(dim=0))
+    model.feature_scale.copy_(x.std(dim=0).clamp_min(1e-6))
+
+    def tensors(rows: Rows) -> tuple[torch.Tensor, ...]:
+        return tuple(
+            torch.as_tensor(a, dtype=torch.float32, device=device)
+            for a in (rows.features, rows.probs, rows.values)
+        )
+
+    train_t, val_t = tensors(train), tensors(val)
+    optimiser = torch.optim.AdamW(
+        model.heads.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    names = [s.name for s in model.head_specs]
+    best = {n: {"val_loss": float("inf"), "best_epoch": 0} for n in names}
+    best_state = {n: copy.deepcopy(model.heads[n].state_dict()) for n in names}
+    generator = torch.Generator().manual_seed(config.seed)
+    for epoch in range(1, config.epochs + 1):
+        model.heads.train()
+        order = torch.randperm(len(train_t[0]), generator=generator).to(device)
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start : start + config.batch_size]
+            out = model.predict_from_embedding(train_t[0][idx])
+            loss = sum(head_losses(model, out, train_t[1][idx], train_t[2][idx]).values())
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        model.heads.eval()
+        with torch.no_grad():
+            val_losses = head_losses(model, model.predict_from_embedding(val_t[0]), *val_t[1:])
+        for name, value in val_losses.items():
+            if value.item() < best[name]["val_loss"]:
+                best[name] = {"val_loss": value.item(), "best_epoch": epoch}
+                best_state[name] = copy.deepcopy(model.heads[name].state_dict())
+        if progress:
+            progress(
+                "heads", 1, config.epochs, {n: round(v.item(), 4) for n, v in val_losses.items()}
+            )
+        if all(epoch - b["best_epoch"] >= config.patience for b in best.values()):
+            break
+    for name in names:
+        model.heads[name].load_state_dict(best_state[name])
+    model.eval()
+    return best
+
+
+def finetune(
+    model: EmotionModel,
+    datasets: list[EmotionData],
+    parts: dict[str, dict[str, np.ndarray]],
+    config: TrainConfig,
+    progress: Progress | None = None,
+) -> None:
+    """Train the whole network on training images (random views), after :func:`fit_heads`.
+
+    The backbone learns at ``finetune_lr``, the heads at a tenth of ``lr``; the feature
+    standardisation stays fixed. Sets ``metadata["finetuned"]``.
+
+    Args:
+        model: A model with fitted heads (on its training device).
+        datasets: The datasets.
+        parts: Dataset name -> split part -> row indices.
+        config: Settings (epochs, learning rates, batch size, size, seed).
+        progress: Progress callback (stage ``"finetune"``, one unit per image).
+    """
+    n_classes = len(class_names_of(datasets))
+    device = model.feature_mean.device
+    samples = [(d, int(i)) for d in datasets for i in parts[d.name]["train"]]
+    rng = np.random.default_rng(config.seed)
+    optimiser = torch.optim.AdamW(
+        [
+            {"params": model.backbone.parameters(), "lr": config.finetune_lr},
+            {"params": model.heads.parameters(), "lr": config.lr / 10},
+        ],
+        weight_decay=config.weight_decay,
+    )
+    batch = min(config.batch_size, 32)
+    total = len(samples) * config.finetune_epochs
+    model.train()
+    for _ in range(config.finetune_epochs):
+        order = rng.permutation(len(samples))
+        for start in range(0, len(samples), batch):
+            chosen = [samples[j] for j in order[start : start + batch]]
+            images = [
+                view_image(read_image(d.path(i)), VIEWS[rng.integers(len(VIEWS))])
+                for d, i in chosen
+            ]
+            x = torch.cat(
+                [model.preprocess(torch.from_numpy(im.copy())[None], config.size) for im in images]
+            ).to(device)
+            labels = [targets(d, np.array([i]), n_classes) for d, i in chosen]
+            probs = torch.as_tensor(np.concatenate([p for p, _ in labels]), dtype=torch.float32)
+            values = torch.as_tensor(np.concatenate([v for _, v in labels]), dtype=torch.float32)
+            loss = sum(head_losses(model, model(x), probs.to(device), values.to(device)).values())
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            if progress:
+                progress("finetune", len(chosen), total, {"loss": round(loss.item(), 4)})
+    model.eval()
+    model.metadata["finetuned"] = True
+
+
+def train(
+    datasets: list[EmotionData],
+    config: TrainConfig,
+    specs: list[str] | None = None,
+    progress: Progress | None = None,
+) -> EmotionModel:
+    """Split, extract features, fit heads (and optionally fine-tune), evaluate on test.
+
+    Args:
+        datasets: Checked datasets (see :func:`~evoemotion.emotion.datasets.check_images`).
+        config: Training settings.
+        specs: The dataset SPECs the datasets came from (recorded in the metadata).
+        progress: Progress callback.
+
+    Returns:
+        The trained model (eval mode, on the training device) whose metadata holds the
+        backbone, heads, data, split, seed, config, validation/test metrics and version.
+
+    Raises:
+        ConfigError: bad settings, or heads without training data.
+        CheckpointError: backbone weights not found.
+    """
+    from evoemotion.emotion.evaluate import evaluate_rows
+
+    config.validate()
+    if not datasets:
+        raise ConfigError("training needs at least one dataset")
+    class_names = class_names_of(datasets)
+    torch.manual_seed(config.seed)  # random-weight backbones ("none") are part of the model
+    model = build_model(
+        config.backbone, config.heads, class_names, config.weights, config.hidden, config.dropout
+    ).to(resolve_device(config.device))
+    parts = {d.name: split_indices(d, config.seed, config.fractions) for d in datasets}
+    train_rows = gather_rows(model, datasets, parts, "train", config.views, config, progress)
+    val_rows = gather_rows(model, datasets, parts, "val", ["full"], config, progress)
+    history = fit_heads(model, train_rows, val_rows, config, progress)
+    if config.finetune:
+        finetune(model, datasets, parts, config, progress)
+    metrics = {
+        part: {
+            d.name: evaluate_rows(
+                model,
+                d,
+                parts[d.name][part],
+                size=config.size,
+                autocast=config.autocast,
+                cache_dir=config.cache_dir,
+            )
+            for d in datasets
+        }
+        for part in ("val", "test")
+    }
+    model.metadata.update(
+        {
+            "version": __version__,
+            "backbone": model.info.name,
+            "backbone_weights": model.info.weights,
+            "heads": [h.to_dict() for h in model.head_specs],
+            "data": {
+                "specs": list(specs or [d.name for d in datasets]),
+                "datasets": {d.name: len(d) for d in datasets},
+                "notes": [n for d in datasets for n in d.notes],
+            },
+            "split": split_record(datasets, parts, config.seed, config.fractions),
+            "seed": config.seed,
+            "train_config": {k: v for k, v in asdict(config).items() if k != "cache_dir"},
+            "history": history,
+            "metrics": metrics,
+            "scoring_size": config.size or model.input_size,
+        }
+    )
+    return model

@@ -1,0 +1,403 @@
+"""Run folders: layout, config, metrics, atomic checkpoints, resume, elite export.
+
+A run folder (``runs/NAME/``) holds:
+
+- ``config.json``: the resolved configuration (run options, genotype preset, archive
+  spec, classifier sources and identity hashes, package versions);
+- ``centroids.npy``: the CVT centroids of a ``categorical`` archive (computed once);
+- ``metrics.csv``: one row per iteration (see :data:`~evoemotion.search.METRIC_FIELDS`);
+- ``checkpoint.pkl``: the pickled run state plus the global random states, behind a
+  header with its sha256, written atomically (temp file, fsync, rename);
+- ``elites/`` and ``elites.csv``: every elite as PNG and genome JSON, and one CSV row per
+  elite (cell, objective, measures, outputs, files).
+
+:class:`RunFolder` never looks inside the run state beyond the
+:class:`~evoemotion.search.SearchState` protocol. Classifier weights are never pickled;
+the config records where they came from and their hash. A pickle is code: only resume
+run folders you trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import pickle
+import random
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from evoemotion.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from evoemotion.pipeline import EvaluatorLike
+    from evoemotion.search import SearchState
+
+#: ``format`` field of a run's ``config.json``.
+RUN_FORMAT = "evoemotion-run"
+
+#: First bytes of a checkpoint file; a sha256 hex of the pickle follows on the same line.
+CHECKPOINT_MAGIC = b"EVOEMOTION-RUN-CHECKPOINT 1 "
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename.
+
+    Args:
+        path: Destination file.
+        data: The bytes to write.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _csv_bytes(header: list[str], rows: list[list[Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+class RunFolder:
+    """One run's folder on disk. Use :meth:`create` for a new run, :meth:`open` to resume.
+
+    Args:
+        path: The folder.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @property
+    def config_path(self) -> Path:
+        """``config.json``."""
+        return self.path / "config.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        """``metrics.csv``."""
+        return self.path / "metrics.csv"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """``checkpoint.pkl``."""
+        return self.path / "checkpoint.pkl"
+
+    @property
+    def centroids_path(self) -> Path:
+        """``centroids.npy`` (categorical archives only)."""
+        return self.path / "centroids.npy"
+
+    @property
+    def elites_dir(self) -> Path:
+        """``elites/``: PNG + genome JSON per elite."""
+        return self.path / "elites"
+
+    @property
+    def elites_csv(self) -> Path:
+        """``elites.csv``."""
+        return self.path / "elites.csv"
+
+    @classmethod
+    def create(
+        cls, path: str | os.PathLike, config: dict[str, Any], centroids: np.ndarray | None = None
+    ) -> RunFolder:
+        """Make a new run folder and write its config (and centroids).
+
+        Args:
+            path: The folder; it must not exist or be empty.
+            config: JSON-able configuration; ``format`` is added.
+            centroids: CVT centroids to save as ``centroids.npy``.
+
+        Returns:
+            The run folder.
+
+        Raises:
+            ConfigError: The folder exists and is not empty.
+        """
+        folder = cls(path)
+        if folder.path.exists() and any(folder.path.iterdir()):
+            raise ConfigError(
+                f"run folder {folder.path} already exists and is not empty; resume it with "
+                "`evoemotion resume` or choose another --out"
+            )
+        folder.path.mkdir(parents=True, exist_ok=True)
+        document = {"format": RUN_FORMAT, **config}
+        atomic_write(folder.config_path, json.dumps(document, indent=2).encode() + b"\n")
+        if centroids is not None:
+            buffer = io.BytesIO()
+            np.save(buffer, centroids)
+            atomic_write(folder.centroids_path, buffer.getvalue())
+        return folder
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> RunFolder:
+        """Open an existing run folder, checking that it is one.
+
+        Args:
+            path: The folder.
+
+        Returns:
+            The run folder.
+
+        Raises:
+            CheckpointError: The folder is missing, is not a run folder, or has no
+                checkpoint yet.
+        """
+        folder = cls(path)
+        if not folder.path.is_dir():
+            raise CheckpointError(f"{folder.path} is not a folder")
+        if not folder.config_path.is_file():
+            raise CheckpointError(f"{folder.path} is not a run folder (no config.json)")
+        config = folder.config
+        if config.get("format") != RUN_FORMAT:
+            raise CheckpointError(f"{folder.config_path} is not an evoemotion run config")
+        if not folder.checkpoint_path.is_file():
+            raise CheckpointError(f"{folder.path} has no checkpoint.pkl to resume from")
+        return folder
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The parsed ``config.json``.
+
+        Raises:
+            CheckpointError: The file is not valid JSON.
+        """
+        try:
+            return json.loads(self.config_path.read_text())
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{self.config_path} is unreadable ({err})") from err
+
+    def centroids(self) -> np.ndarray | None:
+        """Return the saved CVT centroids, or ``None`` if the run has none."""
+        if not self.centroids_path.is_file():
+            return None
+        return np.load(self.centroids_path)
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        """Append one iteration's metrics to ``metrics.csv`` (header on first use).
+
+        Args:
+            row: Field -> value.
+        """
+        new = not self.metrics_path.is_file() or self.metrics_path.stat().st_size == 0
+        with open(self.metrics_path, "a", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            if new:
+                writer.writerow(list(row))
+            writer.writerow(list(row.values()))
+
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Rewrite ``metrics.csv`` atomically from ``rows`` (used on resume).
+
+        Args:
+            rows: All metrics rows so far; may be empty.
+        """
+        header = list(rows[0]) if rows else []
+        data = _csv_bytes(header, [list(r.values()) for r in rows]) if rows else b""
+        atomic_write(self.metrics_path, data)
+
+    def save_checkpoint(self, state: SearchState) -> None:
+        """Pickle the run state and the global random states atomically.
+
+        Args:
+            state: The run state.
+        """
+        import torch
+
+        payload = {
+            "state": state,
+            "python_random": random.getstate(),
+            "numpy_random": np.random.get_state(),
+            "torch_random": torch.get_rng_state(),
+        }
+        data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        digest = hashlib.sha256(data).hexdigest().encode()
+        atomic_write(self.checkpoint_path, CHECKPOINT_MAGIC + digest + b"\n" + data)
+
+    def load_checkpoint(self) -> SearchState:
+        """Load the run state and restore the global random states.
+
+        A pickle is code: only call this on run folders you trust.
+
+        Returns:
+            The run state.
+
+        Raises:
+            CheckpointError: The file is missing, not a checkpoint, truncated or corrupt.
+        """
+        import torch
+
+        where = self.checkpoint_path
+        try:
+            raw = where.read_bytes()
+        except OSError as err:
+            raise CheckpointError(f"{where} cannot be read ({err.strerror})") from err
+        header, _, data = raw.partition(b"\n")
+        if not header.startswith(CHECKPOINT_MAGIC):
+            raise CheckpointError(f"{where} is not an evoemotion run checkpoint")
+        if hashlib.sha256(data).hexdigest().encode() != header[len(CHECKPOINT_MAGIC):]:
+            raise CheckpointError(f"{where} is truncated or corrupt (checksum mismatch)")
+        try:
+            payload = pickle.loads(data)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
+            reason = (str(err).splitlines() or [""])[0][:200]
+            raise CheckpointError(
+                f"{where} cannot be unpickled ({type(err).__name__}: {reason})"
+            ) from err
+        random.setstate(payload["python_random"])
+        np.random.set_state(payload["numpy_random"])
+        torch.set_rng_state(payload["torch_random"])
+        return payload["state"]
+
+    def export_elites(
+        self,
+        state: SearchState,
+        *,
+        size: int = 256,
+        chunk: int = 16,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Write every elite as PNG + genome JSON into ``elites/`` and list them in
+        ``elites.csv``, replacing an earlier export.
+
+        Args:
+            state: The run state (its archive, spec and genotype).
+            size: Side of the PNGs in pixels.
+            chunk: Elites rendered per batch.
+            progress: Called with the number of elites written after each batch.
+
+        Returns:
+            The number of elites written.
+        """
+        from PIL import Image
+
+        from evoemotion.pipeline import as_genome_list
+        from evoemotion.render import render
+
+        data = state.archive.data()
+        order = np.argsort(data["index"], kind="stable")
+        spec, genotype = state.spec, state.genotype
+        staging = Path(tempfile.mkdtemp(prefix=".elites.", dir=self.path))
+        header = ["cell", "objective", *spec.measure_columns, *spec.output_names, "image",
+                  "genome"]
+        rows = []
+        for start in range(0, len(order), chunk):
+            picked = order[start : start + chunk]
+            images = render(genotype, as_genome_list(data["solution"][picked]), size)
+            for i, image in zip(picked, images, strict=True):
+                stem = f"cell{int(data['index'][i]):05d}"
+                Image.fromarray(image).save(staging / f"{stem}.png")
+                genome_json = json.dumps(genotype.to_dict(data["solution"][i]), indent=1)
+                (staging / f"{stem}.json").write_text(genome_json + "\n")
+                rows.append([int(data["index"][i]), float(data["objective"][i]),
+                             *map(float, data["measures"][i]), *map(float, data["outputs"][i]),
+                             f"elites/{stem}.png", f"elites/{stem}.json"])
+            if progress:
+                progress(len(rows))
+        old = self.path / ".elites.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if self.elites_dir.exists():
+            os.replace(self.elites_dir, old)
+        os.replace(staging, self.elites_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        atomic_write(self.elites_csv, _csv_bytes(header, rows))
+        return len(rows)
+
+
+def run_iterations(
+    folder: RunFolder,
+    state: SearchState,
+    evaluator: EvaluatorLike,
+    *,
+    iterations: int,
+    checkpoint_every: int = 10,
+    stop: threading.Event | None = None,
+    callback: Callable[[dict[str, float]], None] | None = None,
+) -> bool:
+    """Step a run until it has done ``iterations`` iterations or ``stop`` is set.
+
+    Metrics go to ``metrics.csv`` after every iteration; the checkpoint is written every
+    ``checkpoint_every`` iterations and when the loop ends or is stopped. An exception
+    inside an iteration (e.g. a second Ctrl-C) propagates without a checkpoint, since the
+    state may be half-way through a step; the last checkpoint stays valid.
+
+    Args:
+        folder: The run folder.
+        state: The run state.
+        evaluator: Renders and scores genomes.
+        iterations: Total iterations the run should reach (not additional ones).
+        checkpoint_every: Checkpoint period in iterations (0: only at the end).
+        stop: When set (e.g. by a signal), the run stops after the current iteration.
+        callback: Called with each iteration's metrics row (progress display).
+
+    Returns:
+        ``True`` if the run reached ``iterations``, ``False`` if it was stopped.
+
+    Raises:
+        ConfigError: ``checkpoint_every`` is negative.
+    """
+    if checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
+    while state.iteration < iterations and not (stop and stop.is_set()):
+        row = state.step(evaluator)
+        folder.append_metrics(row)
+        if callback:
+            callback(row)
+        if checkpoint_every and state.iteration % checkpoint_every == 0:
+            folder.save_checkpoint(state)
+    folder.save_checkpoint(state)
+    return state.iteration >= iterations
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """Turn the first SIGINT / SIGTERM into a stop request instead of an exception.
+
+    Inside the block, the first signal sets the yielded event (the run loop finishes its
+    iteration, checkpoints and returns); a second SIGINT interrupts at once. The previous
+    handlers are restored on exit. Only usable from the main thread.
+
+    Yields:
+        The event that the signals set.
+    """
+    event = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(signum: int, frame: Any) -> None:
+        if event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        event.set()
+
+    for sig in previous:
+        signal.signal(sig, handle)
+    try:
+        yield event
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,356 @@
+"""Conditional generator: targets, rendering, training through a classifier, checkpoints, CLI.
+
+The classifier is a tiny ResNet-18 built with ``weights="none"`` whose heads are fitted for
+a moment on synthetic colour fields labelled with simple image statistics (valence = mean
+red, arousal = mean blue, class = the dominant channel), so the generator has a target it
+can learn to hit at 32 px on the CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from evoemotion.cgen import (
+    ACTIVATIONS,
+    Architecture,
+    ConditionalGenerator,
+    TargetSpace,
+    TrainConfig,
+    Trainer,
+    evaluate,
+    grid_targets,
+    load_generator,
+    resume_trainer,
+    sample_grid,
+    save_generator,
+    train,
+)
+from evoemotion.cgen import network as network_module
+from evoemotion.cli import main
+from evoemotion.emotion import build_model, save_model
+from evoemotion.errors import CheckpointError, ConfigError
+from evoemotion.scoring import Scorer
+
+SIZE = 32
+CLASSES = ["red", "green", "blue"]
+SMALL = Architecture(hidden=16, depth=3, embed_dim=16)
+
+
+def _colour_fields(n: int, seed: int) -> torch.Tensor:
+    """Random flat colours overlaid with a random sinusoidal pattern, (n, 3, SIZE, SIZE)."""
+    g = torch.Generator().manual_seed(seed)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, SIZE), torch.linspace(-1, 1, SIZE),
+                            indexing="ij")
+    pattern = torch.sin(torch.randn((n, 1, 1, 1), generator=g) * 3 * xs
+                        + torch.randn((n, 1, 1, 1), generator=g) * 3 * ys)
+    base = torch.rand((n, 3, 1, 1), generator=g)
+    return (base + 0.3 * torch.rand((n, 3, 1, 1), generator=g) * pattern).clamp(0, 1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Run torch single-threaded here: these tensors are small, and on a shared 2-core
+    machine a second thread per op costs more in synchronisation than it gains."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    """A ResNet-18 (random backbone) whose heads read mean red, mean blue, dominant channel."""
+    torch.manual_seed(0)
+    model = build_model("resnet18", ["categorical", "va"], class_names=CLASSES, weights="none")
+    images = _colour_fields(512, seed=0)
+    means = images.mean(dim=(2, 3))
+    with torch.no_grad():
+        features = model.backbone(model.preprocess(images, SIZE))
+    model.feature_mean.copy_(features.mean(0))
+    model.feature_scale.copy_(features.std(0) + 1e-6)
+    optimiser = torch.optim.Adam(model.heads.parameters(), lr=1e-2)
+    for _ in range(300):
+        out = model.predict_from_embedding(features)
+        loss = (F.mse_loss(out["valence"], 1 + 8 * means[:, 0])
+                + F.mse_loss(out["arousal"], 1 + 8 * means[:, 2])
+                + F.cross_entropy(out["logits"], means.argmax(1)))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def scorer(classifier):
+    return Scorer([classifier], device="cpu", size=SIZE)
+
+
+def _trainer(classifier, kind: str = "va", **options) -> Trainer:
+    config = TrainConfig(**{"train_size": SIZE, "classifier_size": SIZE, "lr": 1e-2,
+                            **options})
+    generator = ConditionalGenerator(TargetSpace.from_model(classifier, kind), SMALL)
+    return Trainer(generator, classifier, config)
+
+
+def _evaluate(generator, scorer):
+    return evaluate(generator, scorer, cells=4, latents=2, size=SIZE).summary()
+
+
+# --- target spaces --------------------------------------------------------------------------
+
+
+def test_target_space_validates_targets(classifier):
+    space = TargetSpace.from_model(classifier, "va")
+    assert space.names == ("valence", "arousal") and space.scales == ((1.0, 9.0), (1.0, 9.0))
+    np.testing.assert_array_equal(space.check([5, 2]), [[5.0, 2.0]])
+    with pytest.raises(ConfigError, match=r"valence target 10 is outside .* 1\.\.9"):
+        space.check([10, 5])
+    with pytest.raises(ConfigError, match="arousal target 0"):
+        space.parse("5,0")
+    with pytest.raises(ConfigError, match="has 2 values"):
+        space.check([5, 5, 5])
+    with pytest.raises(ConfigError, match="comma-separated"):
+        space.parse("high,low")
+    with pytest.raises(ConfigError, match="outside"):
+        space.check([[5, float("nan")]])
+    categorical = TargetSpace.from_model(classifier, "categorical")
+    np.testing.assert_array_equal(categorical.check(["blue", 0]), [2, 0])
+    with pytest.raises(ConfigError, match="'joy' is not one of"):
+        categorical.parse("joy")
+    with pytest.raises(ConfigError, match="index in 0..2"):
+        categorical.check(3)
+    with pytest.raises(ConfigError, match="lacks dominance"):
+        TargetSpace.from_model(classifier, "vad")
+    with pytest.raises(ConfigError, match="not one of"):
+        TargetSpace.from_model(classifier, "happy")
+
+
+def test_encode_maps_scale_to_unit_interval_and_classes_to_one_hot(classifier):
+    space = TargetSpace.from_model(classifier, "va")
+    encoded = space.encode(torch.tensor([[1.0, 9.0], [5.0, 5.0]]))
+    torch.testing.assert_close(encoded, torch.tensor([[-1.0, 1.0], [0.0, 0.0]]))
+    one_hot = TargetSpace.from_model(classifier, "categorical").encode(torch.tensor([2, 0]))
+    torch.testing.assert_close(one_hot, torch.tensor([[0.0, 0, 1], [1, 0, 0]]))
+
+
+# --- the network -----------------------------------------------------------------------------
+
+
+def test_activations_are_the_genotype_activations():
+    from evoemotion.render.ops import ACTIVATION_CODES
+    from evoemotion.render.reference import apply_activation
+
+    assert set(ACTIVATIONS) == set(ACTIVATION_CODES)
+    x = np.linspace(-4, 4, 201, dtype=np.float32)
+    for name, fn in ACTIVATIONS.items():
+        reference = apply_activation(ACTIVATION_CODES[name], x.copy())
+        np.testing.assert_allclose(fn(torch.from_numpy(x)).numpy(), reference, atol=1 / 255,
+                                   err_msg=name)
+
+
+def test_render_is_tiled_resolution_free_and_seeded(classifier, monkeypatch):
+    space = TargetSpace.from_model(classifier, "va")
+    generator = ConditionalGenerator(space, SMALL)
+    z = generator.latents(3, seed=1)
+    whole = generator.render([[2, 8], [5, 5], [8, 2]], z, (24, 40))
+    assert whole.shape == (3, 24, 40, 3) and whole.dtype == np.uint8
+    differentiable = generator(torch.tensor([[2.0, 8], [5, 5], [8, 2]]), z, (24, 40))
+    np.testing.assert_array_equal(
+        torch.round(differentiable * 255).byte().permute(0, 2, 3, 1).numpy(), whole)
+    monkeypatch.setattr(network_module, "RENDER_CHUNK", 50)  # 2 rows of 40 px per band
+    np.testing.assert_array_equal(generator.render([[2, 8], [5, 5], [8, 2]], z, (24, 40)), whole)
+    # Resolution-free: the 3x finer render, sampled at the coarse pixel centres, matches.
+    coarse = generator.render([5, 5], z[:1], 8)[0].astype(int)
+    fine = generator.render([5, 5], z[:1], 24)[0, 1::3, 1::3].astype(int)
+    assert np.abs(coarse - fine).max() <= 1
+    again = ConditionalGenerator(space, SMALL).render([[2, 8], [5, 5], [8, 2]], z, (24, 40))
+    np.testing.assert_array_equal(again, whole)
+    other = ConditionalGenerator(space, Architecture(hidden=16, depth=3, embed_dim=16, seed=1))
+    assert not np.array_equal(other.render([5, 5], z[:1], 16), whole[:1, :16, :16])
+    with pytest.raises(ConfigError, match="2 targets for 3 latents"):
+        generator.render([[2, 8], [5, 5]], z, 8)
+    with pytest.raises(ConfigError, match="outside"):
+        generator.render([[0, 8]], z, 8)
+
+
+def test_bad_architecture_and_training_options_are_config_errors():
+    with pytest.raises(ConfigError, match="unknown CPPN activation"):
+        Architecture(activations=("sin", "relu"))
+    with pytest.raises(ConfigError, match="hidden=2"):
+        Architecture(hidden=2)
+    with pytest.raises(ConfigError, match="crop_min=0"):
+        TrainConfig(crop_min=0)
+    with pytest.raises(ConfigError, match="unknown training option"):
+        TrainConfig.from_dict({"lr": 0.1, "momentum": 0.9})
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+def test_va_training_lowers_the_loss_and_hits_targets_better(classifier, scorer):
+    trainer = _trainer(classifier)
+    before = _evaluate(trainer.generator, scorer)
+    assert train(trainer, 120)
+    fit = [m["fit"] for m in trainer.history]
+    assert np.mean(fit[-40:]) < 0.8 * np.mean(fit[:20])
+    after = _evaluate(trainer.generator, scorer)
+    assert after["mae"] < 0.75 * before["mae"]
+    assert after["reached"] > before["reached"]
+    assert after["diversity_pixels"] > 0.02
+
+
+def test_categorical_training_raises_the_target_probability(classifier, scorer):
+    trainer = _trainer(classifier, "categorical", crops=2)
+    before = _evaluate_categorical(trainer.generator, scorer)
+    train(trainer, 40)
+    after = _evaluate_categorical(trainer.generator, scorer)
+    assert after["target_prob"] > before["target_prob"] + 0.1
+    assert after["reached"] >= before["reached"]
+
+
+def _evaluate_categorical(generator, scorer):
+    return evaluate(generator, scorer, latents=3, size=SIZE).summary()
+
+
+def test_diversity_term_spreads_images_of_one_target(classifier):
+    spread = {}
+    for weight in (0.0, 0.2):
+        trainer = _trainer(classifier, diversity_weight=weight)
+        train(trainer, 30)
+        spread[weight] = np.mean([m["diversity"] for m in trainer.history[-10:]])
+    assert spread[0.2] > spread[0.0]
+
+
+def test_resumed_training_equals_uninterrupted(classifier, tmp_path):
+    path = tmp_path / "gen.pt"
+    straight = _trainer(classifier, batch_size=2)
+    train(straight, 6)
+    first = _trainer(classifier, batch_size=2)
+    assert not train(first, 6, checkpoint=path, classifier_source="tiny",
+                     should_stop=lambda: first.step == 3)
+    checkpoint = load_generator(path)
+    assert checkpoint.steps == 3 and checkpoint.classifier["source"] == "tiny"
+    resumed = resume_trainer(checkpoint, classifier)
+    assert train(resumed, 6, checkpoint=path)
+    for a, b in zip(straight.generator.state_dict().values(),
+                    resumed.generator.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert [m["loss"] for m in resumed.history] == [m["loss"] for m in straight.history]
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+
+def test_save_and_load_round_trip(classifier, tmp_path):
+    generator = ConditionalGenerator(TargetSpace.from_model(classifier, "categorical"),
+                                     Architecture(hidden=12, depth=2, latent_dim=5, seed=3))
+    path = save_generator(tmp_path / "sub" / "gen.pt", generator, classifier,
+                          classifier_source="tiny.pt")
+    loaded = load_generator(path)
+    assert loaded.generator.arch == generator.arch
+    assert loaded.generator.space == generator.space and loaded.training is None
+    assert loaded.classifier["identity"] == classifier.identity
+    assert loaded.classifier["output_names"] == classifier.output_names
+    z = generator.latents(3, seed=0)
+    np.testing.assert_array_equal(loaded.generator.render(["red", "green", "blue"], z, 16),
+                                  generator.render(["red", "green", "blue"], z, 16))
+    loaded.check_classifier(classifier)
+    other = build_model("resnet18", ["va"], weights="none")
+    with pytest.raises(CheckpointError, match="was trained against classifier"):
+        loaded.check_classifier(other)
+    with pytest.raises(CheckpointError, match="without training state"):
+        resume_trainer(loaded, classifier)
+
+
+def test_bad_checkpoints_are_one_line_checkpoint_errors(classifier, tmp_path):
+    good = save_generator(tmp_path / "good.pt",
+                          ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL),
+                          classifier)
+    data = good.read_bytes()
+    cases = {
+        "missing.pt": None,
+        "garbage.pt": b"not a checkpoint at all",
+        "truncated.pt": data[: len(data) // 2],
+    }
+    for name, content in cases.items():
+        if content is not None:
+            (tmp_path / name).write_bytes(content)
+    torch.save({"format": "something-else"}, tmp_path / "foreign.pt")
+    bad_arch = torch.load(good, weights_only=True)
+    bad_arch["architecture"]["hidden"] = 20
+    torch.save(bad_arch, tmp_path / "mismatch.pt")
+    for name in [*cases, "foreign.pt", "mismatch.pt"]:
+        with pytest.raises(CheckpointError) as info:
+            load_generator(tmp_path / name)
+        message = str(info.value)
+        assert name in message and "\n" not in message
+
+
+# --- sampling --------------------------------------------------------------------------------
+
+
+def test_grid_layout_puts_valence_on_x_and_arousal_up(classifier):
+    generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
+    targets = grid_targets(generator, 4, 2)
+    np.testing.assert_allclose(targets[0], [2.0, 7.0])   # top left: low valence, high arousal
+    np.testing.assert_allclose(targets[3], [8.0, 7.0])   # top right
+    np.testing.assert_allclose(targets[-1], [8.0, 3.0])  # bottom right
+    images = sample_grid(generator, 4, 2, 8)
+    assert images.shape == (8, 8, 8, 3)
+    categorical = ConditionalGenerator(TargetSpace.from_model(classifier, "categorical"), SMALL)
+    np.testing.assert_array_equal(grid_targets(categorical, 2, 99), [0, 0, 1, 1, 2, 2])
+    rows = sample_grid(categorical, 2, 1, 8)
+    np.testing.assert_array_equal(rows[0], categorical.render(["red"],
+                                                              categorical.latents(2)[:1], 8)[0])
+    with pytest.raises(ConfigError, match="vad generators only"):
+        grid_targets(generator, 2, 2, dominance=5.0)
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def test_cli_train_resume_sample_evaluate(classifier, tmp_path, capsys):
+    model_path = save_model(classifier, tmp_path / "tiny.pt")
+    gen = tmp_path / "gen.pt"
+    small = ["--train-size", "32", "--classifier-size", "32", "--hidden", "8", "--depth", "2",
+             "--embed-dim", "8", "--device", "cpu"]
+    base = ["cgen", "train", "--classifier", str(model_path), "--out", str(gen)]
+    assert main([*base, "--target", "va", "--steps", "3", *small]) == 0
+    assert load_generator(gen).steps == 3
+    assert main([*base, "--target", "va", "--steps", "3", *small]) == 2
+    assert "exists: add --resume" in capsys.readouterr().err
+    assert main([*base, "--resume", "--lr", "0.1"]) == 2
+    assert "--lr cannot be combined with --resume" in capsys.readouterr().err
+    assert main(["cgen", "train", "--out", str(gen), "--resume", "--steps", "5",
+                 "--device", "cpu"]) == 0
+    assert load_generator(gen).steps == 5
+
+    png = tmp_path / "grid.png"
+    assert main(["cgen", "sample", str(gen), "--grid", "3x2", "--size", "16", "-o", str(png),
+                 "--device", "cpu"]) == 0
+    from PIL import Image
+
+    assert Image.open(png).size == (3 * 18 + 2, 2 * 18 + 2)
+    assert main(["cgen", "sample", str(gen), "--target", "7,3", "--count", "2", "--size", "16",
+                 "-o", str(tmp_path / "one.png"), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["cgen", "sample", str(gen), "--target", "12,3", "-o", str(png),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "valence target 12 is outside" in err and len(err.strip().splitlines()) == 1
+
+    summary = tmp_path / "eval.json"
+    assert main(["cgen", "evaluate", str(gen), "--cells", "3", "--latents", "2", "--size", "16",
+                 "--score-size", "32", "--json", str(summary), "--csv",
+                 str(tmp_path / "eval.csv"), "--device", "cpu"]) == 0
+    import json
+
+    result = json.loads(summary.read_text())
+    assert result["summary"]["targets"] == 9 and result["archive"]["dims"] == [3, 3]
+    assert len((tmp_path / "eval.csv").read_text().splitlines()) == 10
+    (tmp_path / "broken.pt").write_bytes(b"\x00" * 10)
+    assert main(["cgen", "evaluate", str(tmp_path / "broken.pt")]) == 2
+    assert "broken.pt is not a readable generator checkpoint" in capsys.readouterr().err

@@ -1,0 +1,162 @@
+"""Training, evaluation metrics, feature cache and representation comparison on tiny data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from evoemotion.emotion import build_model, load_model, save_model
+from evoemotion.emotion.compare import compare_representations
+from evoemotion.emotion.datasets import load_csv
+from evoemotion.emotion.evaluate import (
+    categorical_metrics,
+    evaluate_rows,
+    held_out_rows,
+    regression_metrics,
+)
+from evoemotion.emotion.features import VIEWS, extract_features, view_image
+from evoemotion.emotion.train import TrainConfig, train
+from evoemotion.errors import ConfigError
+
+
+def tiny_config(tmp_path, **changes) -> TrainConfig:
+    """Small random-weight backbone at 32 px, a few epochs."""
+    base = {
+        "backbone": "mobilenet_v3_small",
+        "weights": "none",
+        "heads": ["categorical", "va"],
+        "views": ["full", "flip"],
+        "size": 32,
+        "epochs": 40,
+        "patience": 40,
+        "lr": 1e-2,
+        "batch_size": 16,
+        "fractions": (0.5, 0.25, 0.25),
+        "device": "cpu",
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    return TrainConfig(**{**base, **changes})
+
+
+@pytest.fixture
+def warm_cool(tmp_path):
+    """16 noisy images: 'warm' (red, high valence) and 'cool' (blue, low valence)."""
+    rng = np.random.default_rng(0)
+    lines = ["path,label,valence,arousal,dominance"]
+    for i in range(16):
+        warm = i % 2 == 0
+        h, w = rng.integers(20, 40, size=2)
+        img = rng.integers(0, 60, (h, w, 3))
+        img[..., 0 if warm else 2] += 190
+        Image.fromarray(img.astype(np.uint8)).save(tmp_path / f"{i}.png")
+        v, a = (7.0, 6.0) if warm else (3.0, 2.5)
+        lines.append(f"{i}.png,{'warm' if warm else 'cool'},{v},{a},{5 + (1 if warm else -1)}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    return load_csv(tmp_path / "labels.csv")
+
+
+def test_categorical_metrics_on_known_inputs():
+    label = np.array([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]])
+    pred = np.array([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25], [0.5, 0.4, 0.1]])
+    m = categorical_metrics(pred, label, ["a", "b", "neutral"])
+    assert m["accuracy"] == pytest.approx(1 / 3)  # row 2's label argmax is b (first max)
+    assert m["top2"] == pytest.approx(2 / 3)
+    kl = [math.log(1 / 0.7), 0.5 * math.log(0.5 / 0.35) + 0.5 * math.log(0.5 / 0.25), math.log(10)]
+    assert m["kl"] == pytest.approx(np.mean(kl))
+    assert m["confusion"] == [[1, 0, 0], [1, 0, 0], [1, 0, 0]]
+    assert m["accuracy_without_neutral"] == pytest.approx(1 / 2)  # b row: a 0.4 beats b 0.35
+
+
+def test_regression_metrics_on_known_inputs():
+    target = np.array([1.0, 2.0, 3.0, 4.0])
+    perfect = regression_metrics(target, target)
+    assert perfect["mse"] == 0 and perfect["pearson_r"] == pytest.approx(1)
+    assert perfect["ccc"] == pytest.approx(1)
+    shifted = regression_metrics(target + 1, target)
+    assert shifted["mse"] == 1 and shifted["mae"] == 1 and shifted["pearson_r"] == pytest.approx(1)
+    assert shifted["ccc"] == pytest.approx(2 * 1.25 / (1.25 + 1.25 + 1))
+    assert math.isnan(regression_metrics(np.ones(4), target)["pearson_r"])
+
+
+def test_views_and_feature_cache(tmp_path, warm_cool):
+    image = np.arange(10 * 20 * 3, dtype=np.uint8).reshape(10, 20, 3)
+    assert np.array_equal(view_image(image, "flip")[:, 0], image[:, -1])
+    assert view_image(image, "crop-br").shape == (8, 16, 3)
+    assert np.array_equal(view_image(image, "crop-tl"), image[:8, :16])
+    assert set(VIEWS) >= {"full", "flip", "crop-c"}
+    torch.manual_seed(0)
+    m = build_model("mobilenet_v3_small", ["va"])
+    paths = [warm_cool.path(i) for i in range(4)]
+    first = extract_features(m, paths, size=32, cache_dir=tmp_path / "c")
+    assert len(list((tmp_path / "c").glob("*.npz"))) == 1
+    with torch.no_grad():
+        direct = m.backbone(
+            m.preprocess(torch.from_numpy(np.array(Image.open(paths[1])))[None], 32)
+        )
+    assert np.allclose(first[1], direct.numpy()[0], atol=1e-5)
+    again = extract_features(m, paths[::-1], size=32, cache_dir=tmp_path / "c")
+    assert np.array_equal(again, first[::-1])
+
+
+def test_train_saves_split_metrics_and_evaluates_same_test_rows(tmp_path, warm_cool):
+    model = train([warm_cool], tiny_config(tmp_path), specs=["csv:labels.csv"])
+    meta = model.metadata
+    split = meta["split"]["datasets"]["labels"]
+    assert len(split["test"]) == 4 and len(split["val"]) == 4 and split["n_train"] == 8
+    assert meta["data"]["specs"] == ["csv:labels.csv"] and meta["seed"] == 0
+    test = meta["metrics"]["test"]["labels"]
+    assert test["n"] == 4 and test["categorical"]["accuracy"] >= 0.75
+    assert test["valence"]["mse"] < 4.0  # predicting the 5.0 midpoint would give 4.0
+    path = save_model(model, tmp_path / "m.pt")
+    loaded = load_model(path)
+    rows = held_out_rows(loaded, warm_cool)
+    assert [warm_cool.items[i] for i in rows] == split["test"]
+    again = evaluate_rows(loaded, warm_cool, rows, size=32, cache_dir=str(tmp_path / "cache"))
+    assert again["categorical"]["accuracy"] == test["categorical"]["accuracy"]
+    assert again["va_mse"] == pytest.approx(test["va_mse"], rel=1e-5)
+
+
+def test_training_is_deterministic_and_checks_targets(tmp_path, warm_cool):
+    a = train([warm_cool], tiny_config(tmp_path, epochs=5))
+    b = train([warm_cool], tiny_config(tmp_path, epochs=5))
+    assert a.identity == b.identity
+    with pytest.raises(ConfigError, match="head 'vad' has no training data for dominance"):
+        no_d = warm_cool.subset(range(len(warm_cool)))
+        no_d.values["dominance"][:] = np.nan
+        train([no_d], tiny_config(tmp_path, heads=["vad"]))
+    with pytest.raises(ConfigError, match="views"):
+        train([warm_cool], tiny_config(tmp_path, views=["sideways"]))
+
+
+def test_heads_learn_from_partially_labelled_rows(tmp_path, warm_cool):
+    half = warm_cool.subset(range(len(warm_cool)))
+    half.values["dominance"][::2] = np.nan  # a target missing on some rows must not poison
+    half.probs[1::4] = np.nan  # the gradient of the rows that have it
+    model = train([half], tiny_config(tmp_path, heads=["categorical", "vad"], epochs=10))
+    assert all(torch.isfinite(p).all() for p in model.heads.parameters())
+    assert model.metadata["history"]["vad"]["val_loss"] < float("inf")
+
+
+def test_finetune_changes_backbone_and_is_saved_with_it(tmp_path, warm_cool):
+    model = train([warm_cool], tiny_config(tmp_path, finetune=True, finetune_epochs=1, epochs=2))
+    assert model.metadata["finetuned"] is True
+    path = save_model(model, tmp_path / "ft.pt")
+    assert torch.load(path, weights_only=True)["backbone_included"]
+    x = model.preprocess(torch.rand(2, 3, 32, 32), 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x)["probs"], load_model(path)(x)["probs"], atol=1e-5)
+
+
+def test_compare_representations_table(tmp_path, warm_cool):
+    table = compare_representations([warm_cool], tiny_config(tmp_path, epochs=10))
+    reps = {row["representation"]: row for row in table}
+    assert list(reps) == ["categorical", "va", "vad"]
+    assert reps["categorical"]["mapped"] == ["valence", "arousal", "dominance"]
+    assert reps["va"]["mapped"] == ["probs", "dominance"]
+    assert reps["vad"]["mapped"] == ["probs"]
+    for row in table:
+        assert 0 <= row["accuracy"] <= 1 and row["valence_mse"] >= 0
