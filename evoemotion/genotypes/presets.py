@@ -15,21 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tomllib
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import tomllib
-
 from evoemotion.errors import ConfigError
 from evoemotion.paths import PROJECT_ROOT
 from evoemotion.render.ops import COLOR_SPACES, INPUTS
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 C = TypeVar("C", bound="PresetConfig")
 
