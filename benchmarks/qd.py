@@ -7,7 +7,7 @@ MAP-Elites; object genotypes (``sims``, ``cppn-neat``) compare the genome emitte
 (genotype mutation/crossover); all against random search. The goal is MAP-Elites >= 1.5x
 random's QD score on the categorical archive. The CPU is shared, so keep budgets modest.
 
-    python benchmarks/qd.py [--genotypes cppn,sims] [--seeds 3] [--iterations 16]
+    python benchmarks/qd.py [--genotypes cppn,sims] [--seeds 2] [--iterations 48]
         [--batch-size 64] [--archive categorical] [--classifier default]
 """
 
@@ -41,8 +41,8 @@ def main() -> None:
     """Run every (genotype, algorithm, seed) and print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--genotypes", default="cppn,sims", help="comma-separated presets")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per algorithm")
-    parser.add_argument("--iterations", type=int, default=16, help="iterations per run")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per algorithm")
+    parser.add_argument("--iterations", type=int, default=48, help="iterations per run")
     parser.add_argument("--batch-size", type=int, default=64, help="evaluations per iteration")
     parser.add_argument("--archive", default="categorical", help="archive kind")
     parser.add_argument("--cells", type=int, default=None, help="archive cells (default: kind's)")

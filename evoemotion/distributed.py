@@ -17,7 +17,9 @@ default, and must have the recorded hash). A worker uses its own GPU when it has
 
 Results do not depend on the number of workers: shards are whole chunks of the
 evaluator's ``chunk_size``, so every forward pass sees the same images in the same batch
-as in one process. Failures:
+as in one process, and a worker scoring on the CPU uses the driver's torch thread count
+(CPU kernels round differently with another count). Bit-identical archives also need the
+same kind of device and CPU on the driver and the workers. Failures:
 
 - a worker that dies mid-batch: the scheduler re-runs its shard elsewhere (a task is
   given up after ``distributed.scheduler.allowed-failures`` worker deaths); a shard that
@@ -33,6 +35,7 @@ Importing this module imports ``dask.distributed``; the command line imports it 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import signal
 import threading
@@ -43,6 +46,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import dask
 from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 from distributed.scheduler import KilledWorker
 
@@ -63,6 +67,15 @@ TASK_RETRIES = 2
 
 #: Seconds the client waits to (re)connect to a scheduler before giving up.
 CONNECT_TIMEOUT = 30.0
+
+#: Dask setting that gives worker processes a fixed malloc trim threshold, which also
+#: turns off glibc's adaptive mmap threshold: every large torch buffer is then mmapped
+#: and unmapped anew, and CPU scoring runs about twice as slow. Local clusters unset it.
+NANNY_MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+
+#: Where a local scheduler serves its HTTP endpoints: any free loopback port (not 8787,
+#: which a user's own Dask dashboard may hold).
+LOOPBACK_ANY = "127.0.0.1:0"
 
 #: What ``--scheduler`` accepts: ``tcp://HOST:PORT`` or ``tls://HOST:PORT``.
 SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls)://\S+:\d+$")
@@ -159,8 +172,13 @@ class WorkerRecipe:
             {"source": r["source"], "identity": r["identity"]}
             for r in run.folder.config["classifiers"]
         )
-        return cls(run.config, run.state.genotype, dict(run.state.spec.features), records,
-                   torch.get_num_threads())
+        return cls(
+            run.config,
+            run.state.genotype,
+            dict(run.state.spec.features),
+            records,
+            torch.get_num_threads(),
+        )
 
     def build(self, device: str) -> Evaluator:
         """Load the classifiers, check their hashes and build the evaluator.
@@ -209,25 +227,28 @@ class EvaluatorPlugin(WorkerPlugin):
     def evaluator(self) -> Evaluator:
         """Return this worker's evaluator, building it on first use.
 
+        A worker scoring on the CPU sets the recipe's torch thread count on every call:
+        with OpenMP the count belongs to the calling thread.
+
         Returns:
             The evaluator.
 
         Raises:
             EvoEmotionError: Building failed; the message names the worker.
         """
+        import torch
+
         with self._lock:
             if self._evaluator is None:
-                import torch
-
-                device = worker_device(
+                self._device = worker_device(
                     self.recipe.config.device, self._worker.name, torch.cuda.device_count()
                 )
-                if device == "cpu":
-                    torch.set_num_threads(self.recipe.torch_threads)
                 try:
-                    self._evaluator = self.recipe.build(device)
+                    self._evaluator = self.recipe.build(self._device)
                 except EvoEmotionError as err:
                     raise type(err)(f"Dask worker {self._worker.address}: {err}") from err
+            if self._device == "cpu":
+                torch.set_num_threads(self.recipe.torch_threads)
             return self._evaluator
 
     def teardown(self, worker: Worker) -> None:
@@ -265,8 +286,8 @@ class DistributedEvaluator:
     Args:
         client: A connected Dask client.
         recipe: How workers build their evaluator.
-        fallback: The driver's own evaluator (same recipe): it defines the chunk size and
-            finishes the batch in flight when the scheduler is lost.
+        fallback: The driver's own evaluator (same recipe): it finishes the batch in
+            flight when the scheduler is lost.
         stop: Event set when the scheduler is lost, so the run loop checkpoints and
             returns (the ``stop`` of :func:`~evoemotion.runs.run_iterations`).
 
@@ -286,7 +307,7 @@ class DistributedEvaluator:
         self.recipe = recipe
         self.genotype = recipe.genotype
         self.fallback = fallback
-        self.chunk_size = int(getattr(fallback, "chunk_size", recipe.config.chunk_size))
+        self.chunk_size = recipe.config.chunk_size
         self.stop = stop
         self.lost: str | None = None
         self._address = client.scheduler.address
@@ -305,7 +326,7 @@ class DistributedEvaluator:
             what the driver's evaluator returns.
 
         Raises:
-            EvoEmotionError: A shard killed too many workers in a row.
+            EvoEmotionError: Dask gave up on a shard whose workers kept dying.
             GenomeError: A genome cannot be rebuilt on the workers.
         """
         genomes = as_genome_list(genomes)
@@ -318,22 +339,31 @@ class DistributedEvaluator:
             threads = max(1, sum(self.client.nthreads().values()))
             futures = [
                 self.client.submit(
-                    evaluate_shard, self.plugin, encoded[start:stop], keep_images,
+                    evaluate_shard,
+                    self.plugin,
+                    encoded[start:stop],
+                    keep_images,
                     key=f"evoemotion-shard-{start}-{uuid.uuid4().hex}",
-                    retries=TASK_RETRIES, pure=False,
+                    retries=TASK_RETRIES,
+                    pure=False,
                 )
                 for start, stop in shard_bounds(len(encoded), self.chunk_size, threads)
             ]
             return Outputs.concatenate(self.client.gather(futures))
         except KilledWorker as err:
             raise EvoEmotionError(
-                f"a shard of genomes killed every Dask worker that ran it ({err}); see the "
-                "worker logs (out of memory?)"
+                f"Dask gave up on a shard of genomes after the workers running it died "
+                f"repeatedly ({err}); see the worker logs (out of memory?)"
             ) from err
         except (CancelledError, OSError, TimeoutError) as err:
             if self.client.status == "running":
                 raise
-            self._lose((str(err).splitlines() or [type(err).__name__])[0])
+            cancelled = isinstance(err, CancelledError)
+            self._lose(
+                "connection lost"
+                if cancelled
+                else (str(err).splitlines() or [type(err).__name__])[0]
+            )
         return self.fallback.evaluate(genomes, keep_images=keep_images)
 
     def _lose(self, reason: str) -> None:
@@ -362,7 +392,7 @@ def check_scheduler_address(address: str) -> str:
         ConfigError: It does not look like one.
     """
     if not SCHEDULER_ADDRESS.match(address):
-        raise ConfigError(f"--scheduler must look like tcp://HOST:PORT, got {address!r}")
+        raise ConfigError(f"a scheduler address looks like tcp://HOST:PORT, not {address!r}")
     return address
 
 
@@ -381,15 +411,19 @@ def dask_setup(worker: Worker) -> None:
 
 @contextmanager
 def dask_client(
-    *, workers: int | None = None, scheduler: str | None = None,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
     timeout: float = CONNECT_TIMEOUT,
 ) -> Iterator[Client]:
     """Start a local cluster of worker processes, or join a running scheduler.
 
     Give exactly one of ``workers`` and ``scheduler``. A local cluster listens on
     127.0.0.1 only, runs ``workers`` processes of one thread each (preloading this module,
-    see :func:`dask_setup`) and has no dashboard; it is shut down on exit. Joining a
-    scheduler leaves that cluster running on exit.
+    see :func:`dask_setup`, and with glibc's default malloc tuning, see
+    :data:`NANNY_MALLOC_TRIM`) and no dashboard; it is shut down on exit. Joining a
+    scheduler leaves that cluster running on exit. Dask's own log messages are silenced
+    meanwhile (below CRITICAL): failures reach the caller as errors, not log lines.
 
     Args:
         workers: Number of local worker processes.
@@ -405,35 +439,51 @@ def dask_client(
     """
     if (workers is None) == (scheduler is None):
         raise ConfigError("give exactly one of --workers and --scheduler")
-    if scheduler is None:
-        if workers < 1:
-            raise ConfigError(f"--workers must be at least 1, got {workers}")
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, silence_logs=40, preload=[__name__],
-        )
+    if scheduler is not None:
+        check_scheduler_address(scheduler)
+    elif workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    cluster = None
+    try:
+        if scheduler is None:
+            with dask.config.set({NANNY_MALLOC_TRIM: None}):
+                cluster = LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    silence_logs=logging.CRITICAL,
+                    preload=[__name__],
+                    scheduler_kwargs={"dashboard_address": LOOPBACK_ANY},
+                )
         try:
-            with Client(cluster, timeout=timeout) as client:
-                yield client
+            client = Client(cluster or scheduler, timeout=timeout)
+        except (OSError, TimeoutError) as err:
+            raise EvoEmotionError(
+                f"cannot reach the Dask scheduler at {scheduler} ({err})"
+            ) from err
+        try:
+            yield client
         finally:
             with suppress(Exception):
-                cluster.close(timeout=timeout)
-        return
-    address = check_scheduler_address(scheduler)
-    try:
-        client = Client(address, timeout=timeout)
-    except (OSError, TimeoutError) as err:
-        raise EvoEmotionError(f"cannot reach the Dask scheduler at {address} ({err})") from err
-    try:
-        yield client
+                client.close(timeout=timeout)
     finally:
-        with suppress(Exception):
-            client.close(timeout=timeout)
+        if cluster is not None:
+            with suppress(Exception):
+                cluster.close(timeout=timeout)
+        logger.setLevel(level)
 
 
 @contextmanager
 def cluster_evaluator(
-    run: Run, *, workers: int | None = None, scheduler: str | None = None,
+    run: Run,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
     stop: threading.Event | None = None,
 ) -> Iterator[DistributedEvaluator]:
     """Evaluate a run's batches on a local cluster or a running one.

@@ -180,8 +180,12 @@ def classifier_record(source: str, model: EmotionModel) -> dict[str, Any]:
     }
 
 
-def build_evaluator(config: RunConfig, genotype: Genotype,
-                    features: Mapping[str, ImageFeature], models: list[EmotionModel]) -> Evaluator:
+def build_evaluator(
+    config: RunConfig,
+    genotype: Genotype,
+    features: Mapping[str, ImageFeature],
+    models: list[EmotionModel],
+) -> Evaluator:
     """Build a run's evaluator (also on every Dask worker of a distributed run).
 
     Args:
@@ -199,9 +203,14 @@ def build_evaluator(config: RunConfig, genotype: Genotype,
     from evoemotion.pipeline import Evaluator
     from evoemotion.scoring import Scorer
 
-    scorer = Scorer(models, device=config.device, crops=config.crops,
-                    batch_size=config.chunk_size, size=config.score_size,
-                    precision=config.precision)
+    scorer = Scorer(
+        models,
+        device=config.device,
+        crops=config.crops,
+        batch_size=config.chunk_size,
+        size=config.score_size,
+        precision=config.precision,
+    )
     return Evaluator(genotype, scorer, render_size=config.render_size, features=features)
 
 
@@ -273,20 +282,30 @@ def start_run(config: RunConfig, out: str | os.PathLike | None = None) -> Run:
         extra_outputs=["disagreement"] if len(models) > 1 else [],
         seed=config.seed,
     )
-    state = make_search(config.algorithm, genotype=genotype, spec=spec,
-                        batch_size=config.batch_size, seed=config.seed, options=config.options)
+    state = make_search(
+        config.algorithm,
+        genotype=genotype,
+        spec=spec,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        options=config.options,
+    )
     evaluator = build_evaluator(config, state.genotype, state.spec.features, models)
     document = {
         "run": dataclasses.asdict(config),
         "genotype": {"name": genotype.name, "kind": genotype.kind, "preset": genotype.preset},
         "archive": spec.to_dict(),
-        "classifiers": [classifier_record(s, m) for s, m in
-                        zip(config.classifiers, models, strict=True)],
+        "classifiers": [
+            classifier_record(s, m) for s, m in zip(config.classifiers, models, strict=True)
+        ],
         "versions": package_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    folder = RunFolder.create(Path(out) if out else Path("runs") / default_run_name(config),
-                              document, centroids=spec.centroids)
+    folder = RunFolder.create(
+        Path(out) if out else Path("runs") / default_run_name(config),
+        document,
+        centroids=spec.centroids,
+    )
     folder.save_checkpoint(state)
     return Run(folder, state, evaluator, config)
 
@@ -316,8 +335,7 @@ def resume_run(path: str | os.PathLike, *, device: str | None = None) -> Run:
         config = RunConfig.from_dict(document["run"])
         records = document["classifiers"]
     except (KeyError, TypeError, ConfigError) as err:
-        raise CheckpointError(f"{folder.config_path} is not a complete run config ({err})") \
-            from err
+        raise CheckpointError(f"{folder.config_path} is not a complete run config ({err})") from err
     if device is not None:
         config.device = device
     models = load_classifiers([r["source"] for r in records])

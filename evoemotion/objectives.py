@@ -32,6 +32,7 @@ BINS_PER_SIGMA = 100
 #: counted in the outermost bin, which bounds memory for heavy-tailed images.
 TAIL_SIGMAS = 8
 
+
 def confidence(probs: np.ndarray) -> np.ndarray:
     """Return the probability of the top class of each row.
 
@@ -79,9 +80,7 @@ def gradient_response(images: np.ndarray) -> np.ndarray:
     """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or min(images.shape[1:3]) < 2:
-        raise ValueError(
-            f"images must have shape (N, H, W, 3) with H, W >= 2, got {images.shape}"
-        )
+        raise ValueError(f"images must have shape (N, H, W, 3) with H, W >= 2, got {images.shape}")
     c = images.astype(np.float64)
     diagonal = 0.001 * 0.5 * sqrt(images.shape[1] ** 2 + images.shape[2] ** 2)
     cross_a = c[:, :-1, :-1] - c[:, 1:, 1:]
@@ -127,9 +126,12 @@ def deviation_from_normality(images: np.ndarray) -> np.ndarray:
     z = (response - mu[:, None]) / sigma[:, None]
     bins = np.clip(np.floor(z * BINS_PER_SIGMA), -half, half - 1).astype(np.int64) + half
     rows = np.repeat(np.arange(len(response)), response.shape[1])
-    p = np.bincount(
-        (rows * width + bins.ravel()), weights=response.ravel(), minlength=len(response) * width
-    ).reshape(len(response), width) / total[:, None]
+    p = (
+        np.bincount(
+            (rows * width + bins.ravel()), weights=response.ravel(), minlength=len(response) * width
+        ).reshape(len(response), width)
+        / total[:, None]
+    )
     edges = (np.arange(width + 1) - half) / BINS_PER_SIGMA
     cdf = ndtr(edges)
     cdf[0], cdf[-1] = 0.0, 1.0

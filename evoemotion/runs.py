@@ -261,7 +261,7 @@ class RunFolder:
         header, _, data = raw.partition(b"\n")
         if not header.startswith(CHECKPOINT_MAGIC):
             raise CheckpointError(f"{where} is not an evoemotion run checkpoint")
-        if hashlib.sha256(data).hexdigest().encode() != header[len(CHECKPOINT_MAGIC):]:
+        if hashlib.sha256(data).hexdigest().encode() != header[len(CHECKPOINT_MAGIC) :]:
             raise CheckpointError(f"{where} is truncated or corrupt (checksum mismatch)")
         try:
             payload = pickle.loads(data)
@@ -304,8 +304,7 @@ class RunFolder:
         order = np.argsort(data["index"], kind="stable")
         spec, genotype = state.spec, state.genotype
         staging = Path(tempfile.mkdtemp(prefix=".elites.", dir=self.path))
-        header = ["cell", "objective", *spec.measure_columns, *spec.output_names, "image",
-                  "genome"]
+        header = ["cell", "objective", *spec.measure_columns, *spec.output_names, "image", "genome"]
         rows = []
         for start in range(0, len(order), chunk):
             picked = order[start : start + chunk]
@@ -315,9 +314,16 @@ class RunFolder:
                 Image.fromarray(image).save(staging / f"{stem}.png")
                 genome_json = json.dumps(genotype.to_dict(data["solution"][i]), indent=1)
                 (staging / f"{stem}.json").write_text(genome_json + "\n")
-                rows.append([int(data["index"][i]), float(data["objective"][i]),
-                             *map(float, data["measures"][i]), *map(float, data["outputs"][i]),
-                             f"elites/{stem}.png", f"elites/{stem}.json"])
+                rows.append(
+                    [
+                        int(data["index"][i]),
+                        float(data["objective"][i]),
+                        *map(float, data["measures"][i]),
+                        *map(float, data["outputs"][i]),
+                        f"elites/{stem}.png",
+                        f"elites/{stem}.json",
+                    ]
+                )
             if progress:
                 progress(len(rows))
         old = self.path / ".elites.old"

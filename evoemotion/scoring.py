@@ -319,9 +319,7 @@ class Scorer:
             )
         starts = range(0, len(images), self.batch_size) if len(images) else [0]
         chunks = [self._score_chunk(images[s : s + self.batch_size]) for s in starts]
-        return Outputs(
-            {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
-        )
+        return Outputs({name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]})
 
     def _to_device(self, images: np.ndarray) -> torch.Tensor:
         batch = torch.from_numpy(np.ascontiguousarray(images))

@@ -193,11 +193,11 @@ def test_bad_architecture_and_training_options_are_config_errors():
 def test_va_training_lowers_the_loss_and_hits_targets_better(classifier, scorer):
     trainer = _trainer(classifier)
     before = _evaluate(trainer.generator, scorer)
-    assert train(trainer, 120)
+    assert train(trainer, 100)
     fit = [m["fit"] for m in trainer.history]
-    assert np.mean(fit[-40:]) < 0.8 * np.mean(fit[:20])
+    assert np.mean(fit[-40:]) < 0.7 * np.mean(fit[:20])
     after = _evaluate(trainer.generator, scorer)
-    assert after["mae"] < 0.75 * before["mae"]
+    assert after["mae"] < 0.6 * before["mae"]
     assert after["reached"] > before["reached"]
     assert after["diversity_pixels"] > 0.02
 
@@ -205,9 +205,9 @@ def test_va_training_lowers_the_loss_and_hits_targets_better(classifier, scorer)
 def test_categorical_training_raises_the_target_probability(classifier, scorer):
     trainer = _trainer(classifier, "categorical", crops=2)
     before = _evaluate_categorical(trainer.generator, scorer)
-    train(trainer, 40)
+    train(trainer, 30)
     after = _evaluate_categorical(trainer.generator, scorer)
-    assert after["target_prob"] > before["target_prob"] + 0.1
+    assert after["target_prob"] > before["target_prob"] + 0.2
     assert after["reached"] >= before["reached"]
 
 
@@ -219,7 +219,7 @@ def test_diversity_term_spreads_images_of_one_target(classifier):
     spread = {}
     for weight in (0.0, 0.2):
         trainer = _trainer(classifier, diversity_weight=weight)
-        train(trainer, 30)
+        train(trainer, 20)
         spread[weight] = np.mean([m["diversity"] for m in trainer.history[-10:]])
     assert spread[0.2] > spread[0.0]
 
@@ -232,7 +232,7 @@ def test_resumed_training_equals_uninterrupted(classifier, tmp_path):
     assert not train(first, 6, checkpoint=path, classifier_source="tiny",
                      should_stop=lambda: first.step == 3)
     checkpoint = load_generator(path)
-    assert checkpoint.steps == 3 and checkpoint.classifier["source"] == "tiny"
+    assert checkpoint.steps == 3 and checkpoint.classifier["source"].endswith("tiny")
     resumed = resume_trainer(checkpoint, classifier)
     assert train(resumed, 6, checkpoint=path)
     for a, b in zip(straight.generator.state_dict().values(),
@@ -253,7 +253,7 @@ def test_save_and_load_round_trip(classifier, tmp_path):
     assert loaded.generator.arch == generator.arch
     assert loaded.generator.space == generator.space and loaded.training is None
     assert loaded.classifier["identity"] == classifier.identity
-    assert loaded.classifier["output_names"] == classifier.output_names
+    assert loaded.classifier["outputs"] == classifier.output_names
     z = generator.latents(3, seed=0)
     np.testing.assert_array_equal(loaded.generator.render(["red", "green", "blue"], z, 16),
                                   generator.render(["red", "green", "blue"], z, 16))
@@ -307,6 +307,13 @@ def test_grid_layout_puts_valence_on_x_and_arousal_up(classifier):
                                                               categorical.latents(2)[:1], 8)[0])
     with pytest.raises(ConfigError, match="vad generators only"):
         grid_targets(generator, 2, 2, dominance=5.0)
+    vad = TargetSpace("vad", ("valence", "arousal", "dominance"), ((1.0, 9.0),) * 3)
+    vad_generator = ConditionalGenerator(vad, SMALL)
+    np.testing.assert_allclose(grid_targets(vad_generator, 2, 2),
+                               [[3, 7, 5], [7, 7, 5], [3, 3, 5], [7, 3, 5]])
+    np.testing.assert_allclose(grid_targets(vad_generator, 1, 1, dominance=2.0), [[5, 5, 2]])
+    with pytest.raises(ConfigError, match="dominance target 9.5 is outside"):
+        grid_targets(vad_generator, 2, 2, dominance=9.5)
 
 
 # --- command line ----------------------------------------------------------------------------

@@ -177,3 +177,13 @@ def test_cli_run_and_resume_write_a_complete_run_folder(classifier, tmp_path, ca
         assert [int(r["iteration"]) for r in csv.DictReader(fh)] == [1, 2, 3]
     assert main(["resume", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_the_readme_command_defaults_run_on_the_bundled_classifier(tmp_path):
+    config = RunConfig(iterations=1, batch_size=4, chunk_size=4, render_size=32,
+                       score_size=32, cells=8, device="cpu")
+    assert config.classifiers == ["default"] and config.genotype == "cppn"
+    run = start_run(config, tmp_path / "default")
+    assert run_iterations(run.folder, run.state, run.evaluator, iterations=1)
+    assert run.state.spec.measure_names == run.evaluator.scorer.class_names
+    assert run.folder.config["classifiers"][0]["source"] == "default"

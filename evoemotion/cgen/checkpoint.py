@@ -6,8 +6,8 @@ with ``weights_only=True``, so loading never runs pickled code):
 * ``format`` / ``format_version`` — marks an evoemotion generator file;
 * ``target`` — the target space (kind, names, scales);
 * ``architecture`` — the network's shape, activations and init seed;
-* ``classifier`` — identity hash (sha256), how it was named, backbone, input size and
-  output names of the classifier it was trained against;
+* ``classifier`` — the classifier it was trained against, recorded as a run records it:
+  absolute path (or ``default``), identity hash (sha256), output names, backbone;
 * ``state_dict`` — the generator weights;
 * ``training`` — optional: training options, optimiser state, RNG state, step and metric
   history, so ``cgen train --resume`` continues exactly where it stopped.
@@ -28,6 +28,7 @@ from evoemotion.cgen.config import Architecture
 from evoemotion.cgen.network import ConditionalGenerator
 from evoemotion.cgen.targets import TargetSpace
 from evoemotion.errors import CheckpointError, EvoEmotionError
+from evoemotion.experiment import classifier_record
 from evoemotion.runs import atomic_write
 
 #: Marker of an evoemotion generator checkpoint, and the layout version written.
@@ -42,8 +43,9 @@ class GeneratorCheckpoint:
     Attributes:
         path: Where it was read from.
         generator: The generator, in eval mode, on the requested device.
-        classifier: Description of the classifier it was trained against (``identity``,
-            ``source``, ``backbone``, ``input_size``, ``output_names``).
+        classifier: Description of the classifier it was trained against, as a run records
+            it (:func:`evoemotion.experiment.classifier_record`: ``source``, ``identity``,
+            ``outputs``, ``backbone``).
         training: Trainer state (``Trainer.state_dict()``) or ``None`` for a bare generator.
     """
 
@@ -74,30 +76,22 @@ class GeneratorCheckpoint:
             )
 
 
-def classifier_record(model: Any, source: str = "") -> dict[str, Any]:
-    """Describe a classifier for a checkpoint (identity hash, name, backbone, outputs).
-
-    Args:
-        model: The :class:`~evoemotion.emotion.EmotionModel`.
-        source: How the user named it (a path or ``"default"``).
-
-    Returns:
-        A JSON-able dict.
-    """
-    return {"identity": model.identity, "source": str(source),
-            "backbone": getattr(getattr(model, "info", None), "name", ""),
-            "input_size": int(model.input_size), "output_names": list(model.output_names)}
-
-
-def save_generator(path: str | os.PathLike, generator: ConditionalGenerator, model: Any, *,
-                   classifier_source: str = "", trainer: Any = None) -> Path:
+def save_generator(
+    path: str | os.PathLike,
+    generator: ConditionalGenerator,
+    model: Any,
+    *,
+    classifier_source: str = "",
+    trainer: Any = None,
+) -> Path:
     """Write a generator checkpoint atomically (temp file, fsync, rename).
 
     Args:
         path: Destination file (its folder is created).
         generator: The generator.
         model: The classifier it was trained against (its identity is recorded).
-        classifier_source: How the classifier was named (path or ``"default"``).
+        classifier_source: How the classifier was named (path or ``"default"``; empty
+            means the default).
         trainer: A :class:`~evoemotion.cgen.training.Trainer` whose state to include, so
             training can resume; ``None`` for a bare generator.
 
@@ -111,7 +105,7 @@ def save_generator(path: str | os.PathLike, generator: ConditionalGenerator, mod
         "evoemotion_version": __version__,
         "target": generator.space.to_dict(),
         "architecture": generator.arch.to_dict(),
-        "classifier": classifier_record(model, classifier_source),
+        "classifier": classifier_record(classifier_source or "default", model),
         "state_dict": {k: v.detach().cpu() for k, v in generator.state_dict().items()},
         "training": trainer.state_dict() if trainer is not None else None,
     }
@@ -122,8 +116,9 @@ def save_generator(path: str | os.PathLike, generator: ConditionalGenerator, mod
     return path
 
 
-def load_generator(path: str | os.PathLike,
-                   device: torch.device | str = "cpu") -> GeneratorCheckpoint:
+def load_generator(
+    path: str | os.PathLike, device: torch.device | str = "cpu"
+) -> GeneratorCheckpoint:
     """Read and validate a generator checkpoint.
 
     Args:
@@ -145,13 +140,14 @@ def load_generator(path: str | os.PathLike,
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - every unpickling failure means a bad file
         reason = (str(err).splitlines() or [type(err).__name__])[0][:160]
-        raise CheckpointError(f"{path} is not a readable generator checkpoint ({reason})") \
-            from None
+        raise CheckpointError(f"{path} is not a readable generator checkpoint ({reason})") from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an evoemotion generator checkpoint")
     if int(data.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has generator format {data['format_version']}, newer "
-                              f"than this evoemotion's ({FORMAT_VERSION}); upgrade evoemotion")
+        raise CheckpointError(
+            f"{path} has generator format {data['format_version']}, newer "
+            f"than this evoemotion's ({FORMAT_VERSION}); upgrade evoemotion"
+        )
     try:
         space = TargetSpace.from_dict(data["target"])
         generator = ConditionalGenerator(space, Architecture.from_dict(data["architecture"]))
@@ -161,6 +157,5 @@ def load_generator(path: str | os.PathLike,
             raise KeyError("classifier identity")
     except (KeyError, TypeError, ValueError, RuntimeError, EvoEmotionError) as err:
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise CheckpointError(f"{path} does not describe a valid generator ({reason})") \
-            from None
+        raise CheckpointError(f"{path} does not describe a valid generator ({reason})") from None
     return GeneratorCheckpoint(path, generator.to(device).eval(), classifier, data["training"])

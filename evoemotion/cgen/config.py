@@ -58,15 +58,21 @@ class Architecture:
         object.__setattr__(self, "activations", tuple(self.activations))
         unknown = [name for name in self.activations if name not in CPPN_ACTIVATIONS]
         if unknown or not self.activations:
-            raise ConfigError(f"unknown CPPN activation(s) {unknown or '(none given)'}; "
-                              f"choose from {', '.join(CPPN_ACTIVATIONS)}")
-        _check(self, "architecture", {
-            "latent_dim": self.latent_dim >= 1,
-            "hidden": self.hidden >= len(self.activations),
-            "depth": self.depth >= 1,
-            "embed_dim": self.embed_dim >= 1,
-            "coord_scale": self.coord_scale > 0 and math.isfinite(self.coord_scale),
-        })
+            raise ConfigError(
+                f"unknown CPPN activation(s) {unknown or '(none given)'}; "
+                f"choose from {', '.join(CPPN_ACTIVATIONS)}"
+            )
+        _check(
+            self,
+            "architecture",
+            {
+                "latent_dim": self.latent_dim >= 1,
+                "hidden": self.hidden >= len(self.activations),
+                "depth": self.depth >= 1,
+                "embed_dim": self.embed_dim >= 1,
+                "coord_scale": self.coord_scale > 0 and math.isfinite(self.coord_scale),
+            },
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Architecture:
@@ -95,8 +101,10 @@ class TrainConfig:
         diversity_weight: Weight of the mode-seeking term (0 turns it off).
         crops: Random crops per image whose classifier outputs are averaged (1: whole image).
         crop_min: Smallest crop side as a fraction of the image side.
-        train_size: Side at which images are drawn while training.
-        classifier_size: Side the classifier sees (0: its native input size).
+        train_size: Side at which images are drawn while training (default 64, as
+            ``evoemotion run`` renders).
+        classifier_size: Side the classifier sees (0: its native input size; default 128,
+            as ``evoemotion run`` scores).
         seed: Seeds targets, latents and crops.
 
     Raises:
@@ -109,22 +117,26 @@ class TrainConfig:
     diversity_weight: float = 0.02
     crops: int = 1
     crop_min: float = 0.6
-    train_size: int = 128
-    classifier_size: int = 0
+    train_size: int = 64
+    classifier_size: int = 128
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check(self, "training", {
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0 and math.isfinite(self.lr),
-            "grad_clip": self.grad_clip >= 0 and math.isfinite(self.grad_clip),
-            "diversity_weight": self.diversity_weight >= 0
-            and math.isfinite(self.diversity_weight),
-            "crops": self.crops >= 1,
-            "crop_min": 0 < self.crop_min <= 1,
-            "train_size": self.train_size >= 8,
-            "classifier_size": self.classifier_size == 0 or self.classifier_size >= 8,
-        })
+        _check(
+            self,
+            "training",
+            {
+                "batch_size": self.batch_size >= 1,
+                "lr": self.lr > 0 and math.isfinite(self.lr),
+                "grad_clip": self.grad_clip >= 0 and math.isfinite(self.grad_clip),
+                "diversity_weight": self.diversity_weight >= 0
+                and math.isfinite(self.diversity_weight),
+                "crops": self.crops >= 1,
+                "crop_min": 0 < self.crop_min <= 1,
+                "train_size": self.train_size >= 8,
+                "classifier_size": self.classifier_size == 0 or self.classifier_size >= 8,
+            },
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -94,13 +94,15 @@ class Evaluation:
         out: dict[str, float] = {"targets": len(self.targets), "latents": self.hits.shape[1]}
         if self.kind == "categorical":
             out["target_prob"] = float(1.0 - self.errors().mean())
-            out["accuracy"] = float((self.predictions.argmax(axis=2)
-                                     == self.targets[:, None]).mean())
+            out["accuracy"] = float(
+                (self.predictions.argmax(axis=2) == self.targets[:, None]).mean()
+            )
         else:
             errors = self.errors()
             out["mae"] = float(errors.mean())
-            out.update({f"mae_{name}": float(errors[..., i].mean())
-                        for i, name in enumerate(self.names)})
+            out.update(
+                {f"mae_{name}": float(errors[..., i].mean()) for i, name in enumerate(self.names)}
+            )
         out["reached"] = float(self.reached.mean())
         out["hit_rate"] = float(self.hits.mean())
         out["diversity_pixels"] = float(self.diversity_pixels.mean())
@@ -116,16 +118,23 @@ class Evaluation:
         rows = []
         for t in range(len(self.targets)):
             if self.kind == "categorical":
-                row: dict[str, Any] = {"target": self.names[int(self.targets[t])],
-                                       "target_prob": float(1.0 - errors[t].mean())}
+                row: dict[str, Any] = {
+                    "target": self.names[int(self.targets[t])],
+                    "target_prob": float(1.0 - errors[t].mean()),
+                }
             else:
-                row = {f"target_{n}": float(v) for n, v in zip(self.names, self.targets[t],
-                                                               strict=True)}
+                row = {
+                    f"target_{n}": float(v)
+                    for n, v in zip(self.names, self.targets[t], strict=True)
+                }
                 row["cell"] = int(self.cells[t])
                 row["mae"] = float(errors[t].mean())
-            row.update(hits=int(self.hits[t].sum()), reached=bool(self.reached[t]),
-                       diversity_pixels=float(self.diversity_pixels[t]),
-                       diversity_embedding=float(self.diversity_embedding[t]))
+            row.update(
+                hits=int(self.hits[t].sum()),
+                reached=bool(self.reached[t]),
+                diversity_pixels=float(self.diversity_pixels[t]),
+                diversity_embedding=float(self.diversity_embedding[t]),
+            )
             rows.append(row)
         return rows
 
@@ -143,9 +152,17 @@ def _pairwise_means(images: np.ndarray, embeddings: np.ndarray) -> tuple[float, 
     return float(pixels.sum() / pairs), float(cosine.sum() / pairs)
 
 
-def evaluate(generator: ConditionalGenerator, scorer: Any, *, cells: int | None = None,
-             latents: int = 4, size: int = 128, tolerance: float | None = None, seed: int = 0,
-             callback: Callable[[int, int], None] | None = None) -> Evaluation:
+def evaluate(
+    generator: ConditionalGenerator,
+    scorer: Any,
+    *,
+    cells: int | None = None,
+    latents: int = 4,
+    size: int = 64,
+    tolerance: float | None = None,
+    seed: int = 0,
+    callback: Callable[[int, int], None] | None = None,
+) -> Evaluation:
     """Render every archive-cell target with several latents and score the images.
 
     Args:
@@ -178,14 +195,21 @@ def evaluate(generator: ConditionalGenerator, scorer: Any, *, cells: int | None 
     archive = spec = None
     if space.categorical:
         if cells is not None:
-            raise ConfigError("--cells applies to va/vad generators: a categorical generator "
-                              "has one target per class")
+            raise ConfigError(
+                "--cells applies to va/vad generators: a categorical generator "
+                "has one target per class"
+            )
         targets = space.grid(0)
         tolerance = CATEGORICAL_TOLERANCE if tolerance is None else tolerance
     else:
-        spec = make_archive_spec(space.kind, class_names=scorer.class_names,
-                                 regression_names=scorer.regression_names,
-                                 scales=scorer.scales, cells=cells, objective="none")
+        spec = make_archive_spec(
+            space.kind,
+            class_names=scorer.class_names,
+            regression_names=scorer.regression_names,
+            scales=scorer.scales,
+            cells=cells,
+            objective="none",
+        )
         archive = spec.build_archive(solution_dim=1)
         targets = space.grid(spec.dims, spec.ranges)
     z = generator.latents(len(targets) * latents, seed).reshape(len(targets), latents, -1)
@@ -206,10 +230,17 @@ def evaluate(generator: ConditionalGenerator, scorer: Any, *, cells: int | None 
             diversity[:, t] = _pairwise_means(images[block], out["embedding"][block])
         if callback is not None:
             callback(chunk.stop * latents, len(targets) * latents)
-    result = Evaluation(kind=space.kind, names=list(space.names), targets=targets,
-                        predictions=predictions, hits=np.zeros((len(targets), latents), bool),
-                        diversity_pixels=diversity[0], diversity_embedding=diversity[1],
-                        tolerance=tolerance, archive=spec.to_dict() if spec else None)
+    result = Evaluation(
+        kind=space.kind,
+        names=list(space.names),
+        targets=targets,
+        predictions=predictions,
+        hits=np.zeros((len(targets), latents), bool),
+        diversity_pixels=diversity[0],
+        diversity_embedding=diversity[1],
+        tolerance=tolerance,
+        archive=spec.to_dict() if spec else None,
+    )
     if space.categorical:
         result.hits = (1.0 - result.errors()) >= tolerance
         return result

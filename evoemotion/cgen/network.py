@@ -6,8 +6,8 @@ independently from its coordinates (x, y, r), so one picture renders at any reso
 The latent vector and the condition are embedded once per image; the embedding biases the
 first layer, modulates every hidden layer (feature-wise scale and shift) and tints the
 output, so the condition reaches the whole network and global colour (which emotion
-classifiers weigh heavily) is one step away from it. Hidden units carry a mix of CPPN activations
-(sin, tanh, gauss, ... as in the ``cppn`` genotype).
+classifiers weigh heavily) is one step away from it. Hidden units carry a mix of CPPN
+activations (sin, tanh, gauss, ... with the ``cppn`` genotype's names and definitions).
 
 :class:`ConditionalGenerator` bundles the network with its :class:`TargetSpace` and is the
 object that training, sampling, evaluation and checkpoints work with.
@@ -54,11 +54,12 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 _INIT_GAIN = 1.5
 
 #: Pixels (images x pixels) evaluated at once when rendering without gradients.
-RENDER_CHUNK = 1 << 19
+RENDER_CHUNK = 1 << 18
 
 
-def coordinates(height: int, width: int, rows: slice | None = None, *,
-                device: torch.device | str = "cpu") -> torch.Tensor:
+def coordinates(
+    height: int, width: int, rows: slice | None = None, *, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Per-pixel CPPN inputs (x, y, r) of an image, or of a band of its rows.
 
     The same convention as the genotype renderers
@@ -94,8 +95,12 @@ class ConditionalCPPN(nn.Module):
         base, extra = divmod(arch.hidden, len(arch.activations))
         self._groups = [base + (i < extra) for i in range(len(arch.activations))]
         hidden, embed = arch.hidden, arch.embed_dim
-        self.embed = nn.Sequential(nn.Linear(arch.latent_dim + condition_dim, embed), nn.Tanh(),
-                                   nn.Linear(embed, embed), nn.Tanh())
+        self.embed = nn.Sequential(
+            nn.Linear(arch.latent_dim + condition_dim, embed),
+            nn.Tanh(),
+            nn.Linear(embed, embed),
+            nn.Tanh(),
+        )
         self.coords = nn.Linear(3, hidden)
         self.code = nn.Linear(embed, hidden)
         self.layers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(arch.depth - 1))
@@ -104,15 +109,18 @@ class ConditionalCPPN(nn.Module):
         self.tint = nn.Linear(embed, 3)
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, std=_INIT_GAIN / module.in_features ** 0.5)
+                nn.init.normal_(module.weight, std=_INIT_GAIN / module.in_features**0.5)
         nn.init.normal_(self.coords.weight, std=arch.coord_scale)
         for film in self.films:
             nn.init.zeros_(film.weight)
             nn.init.zeros_(film.bias)
+
     def _activate(self, h: torch.Tensor) -> torch.Tensor:
         parts = h.split(self._groups, dim=-1)
-        return torch.cat([ACTIVATIONS[name](part) for name, part in
-                          zip(self.activations, parts, strict=True)], dim=-1)
+        return torch.cat(
+            [ACTIVATIONS[name](part) for name, part in zip(self.activations, parts, strict=True)],
+            dim=-1,
+        )
 
     def embedding(self, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """Per-image embedding of latent and condition, ``(N, embed_dim)``."""
@@ -176,12 +184,14 @@ class ConditionalGenerator(nn.Module):
         Returns:
             ``(n, latent_dim)`` float32.
         """
-        generator = seed if isinstance(seed, torch.Generator) else \
-            torch.Generator().manual_seed(int(seed))
+        generator = (
+            seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+        )
         return torch.randn((n, self.latent_dim), generator=generator).to(self.device)
 
-    def forward(self, targets: torch.Tensor, z: torch.Tensor,
-                size: int | Sequence[int]) -> torch.Tensor:
+    def forward(
+        self, targets: torch.Tensor, z: torch.Tensor, size: int | Sequence[int]
+    ) -> torch.Tensor:
         """Differentiable images for canonical targets (see :meth:`TargetSpace.check`).
 
         Args:
@@ -224,8 +234,9 @@ class ConditionalGenerator(nn.Module):
         band = max(1, RENDER_CHUNK // width)
         for start in range(0, len(z), per_image):
             stop = min(start + per_image, len(z))
-            embedding = self.net.embedding(z[start:stop].to(self.device),
-                                           self.space.encode(values[start:stop]))
+            embedding = self.net.embedding(
+                z[start:stop].to(self.device), self.space.encode(values[start:stop])
+            )
             for row in range(0, height, band):
                 rows = slice(row, min(row + band, height))
                 rgb = self.net(coordinates(height, width, rows, device=self.device), embedding)

@@ -22,8 +22,9 @@ from evoemotion.cgen.network import ConditionalGenerator
 from evoemotion.errors import ConfigError
 
 
-def grid_targets(generator: ConditionalGenerator, columns: int, rows: int,
-                 dominance: float | None = None) -> np.ndarray:
+def grid_targets(
+    generator: ConditionalGenerator, columns: int, rows: int, dominance: float | None = None
+) -> np.ndarray:
     """Targets of a sampling grid in display order (row by row, top row first).
 
     Args:
@@ -58,10 +59,17 @@ def grid_targets(generator: ConditionalGenerator, columns: int, rows: int,
     return layout.reshape(rows * columns, -1)
 
 
-def sample_grid(generator: ConditionalGenerator, columns: int, rows: int, size: int, *,
-                seed: int = 0, shared_latent: bool | None = None,
-                dominance: float | None = None,
-                callback: Callable[[int, int], None] | None = None) -> np.ndarray:
+def sample_grid(
+    generator: ConditionalGenerator,
+    columns: int,
+    rows: int,
+    size: int,
+    *,
+    seed: int = 0,
+    shared_latent: bool | None = None,
+    dominance: float | None = None,
+    callback: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """Render a grid of samples (see the module docstring for the layout).
 
     Args:
@@ -92,8 +100,13 @@ def sample_grid(generator: ConditionalGenerator, columns: int, rows: int, size: 
     return render_targets(generator, targets, z, size, callback)
 
 
-def render_targets(generator: ConditionalGenerator, targets: Any, z: Any, size: int,
-                   callback: Callable[[int, int], None] | None = None) -> np.ndarray:
+def render_targets(
+    generator: ConditionalGenerator,
+    targets: Any,
+    z: Any,
+    size: int,
+    callback: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """Render one image per (target, latent) pair, one at a time, reporting progress.
 
     Args:

@@ -54,8 +54,9 @@ class TargetSpace:
             )
         for name, (low, high) in zip(self.names, self.scales, strict=True):
             if not (np.isfinite(low) and np.isfinite(high) and low < high):
-                raise ConfigError(f"scale of {name!r} must be finite with low < high, "
-                                  f"got ({low}, {high})")
+                raise ConfigError(
+                    f"scale of {name!r} must be finite with low < high, got ({low}, {high})"
+                )
 
     @classmethod
     def from_model(cls, model: Any, kind: str) -> TargetSpace:
@@ -77,8 +78,10 @@ class TargetSpace:
         if kind == "categorical":
             names = tuple(model.class_names)
             if not names:
-                raise ConfigError("--target categorical needs a classifier with a categorical "
-                                  "head; this one has none")
+                raise ConfigError(
+                    "--target categorical needs a classifier with a categorical "
+                    "head; this one has none"
+                )
             return cls(kind, names, ((0.0, 1.0),) * len(names))
         names = _REGRESSION_NAMES[kind]
         missing = [name for name in names if name not in model.regression_names]
@@ -93,13 +96,19 @@ class TargetSpace:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TargetSpace:
         """Inverse of :meth:`to_dict`."""
-        return cls(str(data["kind"]), tuple(str(n) for n in data["names"]),
-                   tuple((float(lo), float(hi)) for lo, hi in data["scales"]))
+        return cls(
+            str(data["kind"]),
+            tuple(str(n) for n in data["names"]),
+            tuple((float(lo), float(hi)) for lo, hi in data["scales"]),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able description (stored in generator checkpoints)."""
-        return {"kind": self.kind, "names": list(self.names),
-                "scales": [list(scale) for scale in self.scales]}
+        return {
+            "kind": self.kind,
+            "names": list(self.names),
+            "scales": [list(scale) for scale in self.scales],
+        }
 
     @property
     def categorical(self) -> bool:
@@ -141,8 +150,10 @@ class TargetSpace:
         for column, name, (low, high) in zip(values.T, self.names, self.scales, strict=True):
             bad = column[~np.isfinite(column) | (column < low) | (column > high)]
             if bad.size:
-                raise ConfigError(f"{name} target {bad[0]:g} is outside the classifier's "
-                                  f"{name} scale {low:g}..{high:g}")
+                raise ConfigError(
+                    f"{name} target {bad[0]:g} is outside the classifier's "
+                    f"{name} scale {low:g}..{high:g}"
+                )
         return values
 
     def _check_classes(self, targets: Any) -> np.ndarray:
@@ -151,14 +162,18 @@ class TargetSpace:
         for item in items:
             if isinstance(item, str):
                 if item not in self.names:
-                    raise ConfigError(f"emotion {item!r} is not one of the classifier's classes "
-                                      f"({', '.join(self.names)})")
+                    raise ConfigError(
+                        f"emotion {item!r} is not one of the classifier's classes "
+                        f"({', '.join(self.names)})"
+                    )
                 indices.append(self.names.index(item))
             elif isinstance(item, (int, np.integer)) and 0 <= int(item) < len(self.names):
                 indices.append(int(item))
             else:
-                raise ConfigError(f"categorical target {item!r} is neither a class name nor an "
-                                  f"index in 0..{len(self.names) - 1}")
+                raise ConfigError(
+                    f"categorical target {item!r} is neither a class name nor an "
+                    f"index in 0..{len(self.names) - 1}"
+                )
         return np.asarray(indices, dtype=np.int64)
 
     def parse(self, text: str) -> np.ndarray:
@@ -178,15 +193,18 @@ class TargetSpace:
         try:
             values = [float(part) for part in text.split(",")]
         except ValueError:
-            raise ConfigError(f"--target {text!r} must be {len(self.names)} comma-separated "
-                              f"numbers ({','.join(self.names)})") from None
+            raise ConfigError(
+                f"--target {text!r} must be {len(self.names)} comma-separated "
+                f"numbers ({','.join(self.names)})"
+            ) from None
         return self.check(values)
 
     def as_tensor(self, targets: Any, device: torch.device | str = "cpu") -> torch.Tensor:
         """Validate targets and return them as a tensor on ``device`` (float or long)."""
         values = self.check(targets)
-        return torch.as_tensor(values, dtype=torch.long if self.categorical else torch.float32,
-                               device=device)
+        return torch.as_tensor(
+            values, dtype=torch.long if self.categorical else torch.float32, device=device
+        )
 
     def encode(self, targets: torch.Tensor) -> torch.Tensor:
         """Turn canonical targets into the network's condition vectors.
@@ -228,8 +246,9 @@ class TargetSpace:
         low, high = self._bounds(unit)
         return low + unit * (high - low)
 
-    def grid(self, cells: int | Sequence[int],
-             ranges: Sequence[tuple[float, float]] | None = None) -> np.ndarray:
+    def grid(
+        self, cells: int | Sequence[int], ranges: Sequence[tuple[float, float]] | None = None
+    ) -> np.ndarray:
         """A regular grid of targets at cell centres (regression) or every class.
 
         Args:
@@ -250,9 +269,13 @@ class TargetSpace:
             return np.arange(len(self.names), dtype=np.int64)
         counts = [int(cells)] * len(self.names) if np.isscalar(cells) else [int(c) for c in cells]
         if len(counts) != len(self.names) or min(counts) < 1:
-            raise ConfigError(f"--cells needs {len(self.names)} positive counts for a "
-                              f"{self.kind} grid, got {cells}")
-        axes = [low + (np.arange(count) + 0.5) * (high - low) / count
-                for count, (low, high) in zip(counts, ranges or self.scales, strict=True)]
+            raise ConfigError(
+                f"--cells needs {len(self.names)} positive counts for a "
+                f"{self.kind} grid, got {cells}"
+            )
+        axes = [
+            low + (np.arange(count) + 0.5) * (high - low) / count
+            for count, (low, high) in zip(counts, ranges or self.scales, strict=True)
+        ]
         mesh = np.meshgrid(*axes, indexing="ij")
         return np.stack([axis.ravel() for axis in mesh], axis=1)

@@ -55,8 +55,14 @@ class Trainer:
         history: One metrics dict per step (see :meth:`train_step`).
     """
 
-    def __init__(self, generator: ConditionalGenerator, model: Any, config: TrainConfig,
-                 *, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        generator: ConditionalGenerator,
+        model: Any,
+        config: TrainConfig,
+        *,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.device = torch.device(device)
         self.generator = generator.to(self.device)
         self.model = model.to(self.device).eval()
@@ -77,11 +83,10 @@ class Trainer:
         """The views the classifier sees: the whole image, or random square crops."""
         if self.config.crops == 1:
             return [images]
-        n, size = len(images), self.classifier_size
+        n, size, low = len(images), self.classifier_size, self.config.crop_min
         views = []
         for _ in range(self.config.crops):
-            side = self.config.crop_min + (1 - self.config.crop_min) * torch.rand(n,
-                                                                               generator=self.rng)
+            side = low + (1 - low) * torch.rand(n, generator=self.rng)
             centre = (1 - side)[:, None] * (2 * torch.rand((n, 2), generator=self.rng) - 1)
             theta = torch.zeros((n, 2, 3))
             theta[:, 0, 0] = theta[:, 1, 1] = side
@@ -101,17 +106,21 @@ class Trainer:
             probabilities), else ``"values"`` (N, dims) on the classifier's scale.
         """
         space = self.generator.space
-        outputs = [self.model(self.model.preprocess(view, self.classifier_size))
-                   for view in self._crops(images)]
+        outputs = [
+            self.model(self.model.preprocess(view, self.classifier_size))
+            for view in self._crops(images)
+        ]
         if space.categorical:
             log_probs = torch.stack([F.log_softmax(out["logits"], dim=-1) for out in outputs])
             return {"log_probs": torch.logsumexp(log_probs, dim=0) - math.log(len(outputs))}
-        values = torch.stack([torch.stack([out[name] for name in space.names], dim=-1)
-                              for out in outputs])
+        values = torch.stack(
+            [torch.stack([out[name] for name in space.names], dim=-1) for out in outputs]
+        )
         return {"values": values.mean(dim=0)}
 
-    def losses(self, targets: torch.Tensor, z: torch.Tensor,
-               images: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def losses(
+        self, targets: torch.Tensor, z: torch.Tensor, images: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss and its parts for images drawn as mode-seeking pairs.
 
         Args:
@@ -139,8 +148,11 @@ class Trainer:
         d_latent = (z[:half] - z[half:]).abs().mean(dim=1)
         diversity = (1.0 / (d_image / d_latent + _RATIO_EPS)).mean()
         loss = fit + self.config.diversity_weight * diversity
-        metrics.update(loss=float(loss.detach()), fit=float(fit.detach()),
-                       diversity=float(d_image.detach().mean()))
+        metrics.update(
+            loss=float(loss.detach()),
+            fit=float(fit.detach()),
+            diversity=float(d_image.detach().mean()),
+        )
         return loss, metrics
 
     def train_step(self) -> dict[str, float]:
@@ -149,7 +161,6 @@ class Trainer:
         Returns:
             The step's metrics (also appended to :attr:`history`), with ``step`` added.
         """
-        self.generator.train()
         batch = self.config.batch_size
         targets = self.generator.space.sample(batch, self.rng)
         targets = torch.cat([targets, targets]).to(self.device)
@@ -161,7 +172,6 @@ class Trainer:
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.generator.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        self.generator.eval()
         self.step += 1
         metrics["step"] = self.step
         self.history.append(metrics)
@@ -169,10 +179,14 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything besides the generator weights that a restart needs."""
-        return {"step": self.step, "total_steps": self.total_steps,
-                "optimizer": self.optimizer.state_dict(),
-                "rng": self.rng.get_state(), "history": list(self.history),
-                "config": self.config.to_dict()}
+        return {
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng.get_state(),
+            "history": list(self.history),
+            "config": self.config.to_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned.
@@ -189,10 +203,16 @@ class Trainer:
         self.history = list(state["history"])
 
 
-def train(trainer: Trainer, steps: int, *, checkpoint: str | Path | None = None,
-          checkpoint_every: int = 50, classifier_source: str = "",
-          callback: Callable[[dict[str, float]], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> bool:
+def train(
+    trainer: Trainer,
+    steps: int,
+    *,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 50,
+    classifier_source: str = "",
+    callback: Callable[[dict[str, float]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> bool:
     """Train until ``trainer.step == steps``, writing checkpoints along the way.
 
     Args:
@@ -216,13 +236,19 @@ def train(trainer: Trainer, steps: int, *, checkpoint: str | Path | None = None,
     from evoemotion.cgen.checkpoint import save_generator
 
     if steps < 1 or checkpoint_every < 1:
-        raise ConfigError(f"--steps ({steps}) and --checkpoint-every ({checkpoint_every}) "
-                          "must be positive")
+        raise ConfigError(
+            f"--steps ({steps}) and --checkpoint-every ({checkpoint_every}) must be positive"
+        )
 
     def save() -> None:
         if checkpoint is not None:
-            save_generator(checkpoint, trainer.generator, trainer.model,
-                           classifier_source=classifier_source, trainer=trainer)
+            save_generator(
+                checkpoint,
+                trainer.generator,
+                trainer.model,
+                classifier_source=classifier_source,
+                trainer=trainer,
+            )
 
     trainer.total_steps = steps
     while trainer.step < steps:
@@ -238,8 +264,9 @@ def train(trainer: Trainer, steps: int, *, checkpoint: str | Path | None = None,
     return True
 
 
-def resume_trainer(checkpoint: GeneratorCheckpoint, model: Any, *,
-                   device: torch.device | str = "cpu") -> Trainer:
+def resume_trainer(
+    checkpoint: GeneratorCheckpoint, model: Any, *, device: torch.device | str = "cpu"
+) -> Trainer:
     """Rebuild the trainer stored in a generator checkpoint, ready to continue.
 
     Args:
@@ -255,8 +282,9 @@ def resume_trainer(checkpoint: GeneratorCheckpoint, model: Any, *,
             malformed one.
     """
     if checkpoint.training is None:
-        raise CheckpointError(f"{checkpoint.path} holds a bare generator without training "
-                              "state; it cannot be resumed")
+        raise CheckpointError(
+            f"{checkpoint.path} holds a bare generator without training state; it cannot be resumed"
+        )
     checkpoint.check_classifier(model)
     try:
         config = TrainConfig.from_dict(checkpoint.training["config"])
@@ -264,6 +292,7 @@ def resume_trainer(checkpoint: GeneratorCheckpoint, model: Any, *,
         trainer.load_state_dict(checkpoint.training)
     except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as err:
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise CheckpointError(f"{checkpoint.path} has malformed training state ({reason})") \
-            from None
+        raise CheckpointError(
+            f"{checkpoint.path} has malformed training state ({reason})"
+        ) from None
     return trainer

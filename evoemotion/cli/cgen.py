@@ -20,8 +20,7 @@ def _grid(text: str) -> tuple[int, int]:
     try:
         columns, rows = (int(part) for part in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected COLUMNSxROWS like 8x8, got {text!r}") \
-            from None
+        raise argparse.ArgumentTypeError(f"expected COLUMNSxROWS like 8x8, got {text!r}") from None
     return columns, rows
 
 
@@ -32,11 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         subparsers: The top-level sub-parser collection.
     """
     cgen = subparsers.add_parser(
-        "cgen", help="conditional CPPN generator: train, sample, evaluate",
+        "cgen",
+        help="conditional CPPN generator: train, sample, evaluate",
         description="A conditional CPPN generator: per pixel (x, y, r), a latent z and a "
         "target emotion -> RGB, trained with no images through a frozen classifier so that "
         "its prediction matches the target (valence-arousal(-dominance) or a one-hot "
-        "emotion).")
+        "emotion).",
+    )
     commands = cgen.add_subparsers(dest="cgen_command", metavar="COMMAND", required=True)
     _register_train(commands)
     _register_sample(commands)
@@ -44,150 +45,268 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto",
-                        help="torch device: auto (CUDA when present), cpu, cuda, cuda:INDEX "
-                        "(default: %(default)s)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="torch device: auto (CUDA when present), cpu, cuda, cuda:INDEX (default: %(default)s)",
+    )
 
 
 def _register_train(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser(
-        "train", help="train a generator through a frozen classifier",
+        "train",
+        help="train a generator through a frozen classifier",
         description="Train a conditional generator by gradient descent through a frozen "
         "classifier: loss = error between target and prediction (cross-entropy for "
         "categorical) + a mode-seeking diversity term over latents. Writes OUT atomically "
         "every --checkpoint-every steps, at the end and on Ctrl-C; --resume continues it. "
         "Training and architecture options are fixed at the start: on --resume they come "
-        "from the checkpoint.")
-    train.add_argument("--classifier", default=None, metavar="CKPT",
-                       help="classifier checkpoint or 'default' (default: default, or the "
-                       "recorded one on --resume)")
-    train.add_argument("--target", choices=["va", "vad", "categorical"], default=None,
-                       help="what the condition is: va / vad = a point on the classifier's "
-                       "valence-arousal(-dominance) scale, categorical = one emotion class "
-                       "(required unless --resume)")
-    train.add_argument("--out", required=True, type=Path, metavar="GEN.pt",
-                       help="generator checkpoint to write (and to continue with --resume)")
-    train.add_argument("--steps", type=int, default=None,
-                       help="total optimisation steps to reach (default: 1000, or the recorded "
-                       "total on --resume)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue training the checkpoint at --out")
-    train.add_argument("--force", action="store_true",
-                       help="start afresh even if --out exists (overwrites it)")
-    train.add_argument("--checkpoint-every", type=int, default=50, metavar="K",
-                       help="write the checkpoint every K steps (default: %(default)s)")
+        "from the checkpoint.",
+    )
+    train.add_argument(
+        "--classifier",
+        default=None,
+        metavar="CKPT",
+        help="classifier checkpoint or 'default' (default: default, or the "
+        "recorded one on --resume)",
+    )
+    train.add_argument(
+        "--target",
+        choices=["va", "vad", "categorical"],
+        default=None,
+        help="what the condition is: va / vad = a point on the classifier's "
+        "valence-arousal(-dominance) scale, categorical = one emotion class "
+        "(required unless --resume)",
+    )
+    train.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="GEN.pt",
+        help="generator checkpoint to write (and to continue with --resume)",
+    )
+    train.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="total optimisation steps to reach (default: 1000, or the recorded total on --resume)",
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue training the checkpoint at --out"
+    )
+    train.add_argument(
+        "--force", action="store_true", help="start afresh even if --out exists (overwrites it)"
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=50,
+        metavar="K",
+        help="write the checkpoint every K steps (default: %(default)s)",
+    )
     _add_device(train)
     t, a = TrainConfig(), Architecture()
     opts = train.add_argument_group("training options (fixed at the start)")
-    opts.add_argument("--batch-size", type=int, default=None,
-                      help="targets per step, each drawn with 2 latents (default: "
-                      f"{t.batch_size})")
-    opts.add_argument("--lr", type=float, default=None,
-                      help=f"Adam learning rate (default: {t.lr})")
-    opts.add_argument("--grad-clip", type=float, default=None,
-                      help=f"largest gradient norm of a step, 0 = no clipping (default: "
-                      f"{t.grad_clip})")
-    opts.add_argument("--diversity-weight", type=float, default=None,
-                      help="weight of the mode-seeking diversity term, 0 = off (default: "
-                      f"{t.diversity_weight})")
-    opts.add_argument("--crops", type=int, default=None,
-                      help="random crops per image whose classifier outputs are averaged "
-                      f"(anti-fooling; default: {t.crops} = whole image)")
-    opts.add_argument("--crop-min", type=float, default=None,
-                      help="smallest crop side as a fraction of the image side (default: "
-                      f"{t.crop_min})")
-    opts.add_argument("--train-size", type=int, default=None,
-                      help="side in px of the images drawn while training (default: "
-                      f"{t.train_size})")
-    opts.add_argument("--classifier-size", type=int, default=None,
-                      help="side in px the classifier sees while training; 0 = its native "
-                      "input size; smaller is faster on CPU (default: 0)")
-    opts.add_argument("--seed", type=int, default=None,
-                      help="seed of the initial weights, targets, latents and crops "
-                      f"(default: {t.seed})")
+    opts.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"targets per step, each drawn with 2 latents (default: {t.batch_size})",
+    )
+    opts.add_argument(
+        "--lr", type=float, default=None, help=f"Adam learning rate (default: {t.lr})"
+    )
+    opts.add_argument(
+        "--grad-clip",
+        type=float,
+        default=None,
+        help=f"largest gradient norm of a step, 0 = no clipping (default: {t.grad_clip})",
+    )
+    opts.add_argument(
+        "--diversity-weight",
+        type=float,
+        default=None,
+        help=f"weight of the mode-seeking diversity term, 0 = off (default: {t.diversity_weight})",
+    )
+    opts.add_argument(
+        "--crops",
+        type=int,
+        default=None,
+        help="random crops per image whose classifier outputs are averaged "
+        f"(anti-fooling; default: {t.crops} = whole image)",
+    )
+    opts.add_argument(
+        "--crop-min",
+        type=float,
+        default=None,
+        help=f"smallest crop side as a fraction of the image side (default: {t.crop_min})",
+    )
+    opts.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help=f"side in px of the images drawn while training (default: {t.train_size})",
+    )
+    opts.add_argument(
+        "--classifier-size",
+        type=int,
+        default=None,
+        help="side in px the classifier sees while training; 0 = its native "
+        f"input size (default: {t.classifier_size}, as evoemotion run scores)",
+    )
+    opts.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help=f"seed of the initial weights, targets, latents and crops (default: {t.seed})",
+    )
     arch = train.add_argument_group("architecture (fixed at the start)")
-    arch.add_argument("--latent-dim", type=int, default=None,
-                      help=f"width of the latent z (default: {a.latent_dim})")
-    arch.add_argument("--hidden", type=int, default=None,
-                      help=f"units per hidden layer (default: {a.hidden})")
-    arch.add_argument("--depth", type=int, default=None,
-                      help=f"hidden layers (default: {a.depth})")
-    arch.add_argument("--embed-dim", type=int, default=None,
-                      help="width of the per-image embedding of (z, condition) (default: "
-                      f"{a.embed_dim})")
-    arch.add_argument("--activations", default=None, metavar="A,B,...",
-                      help="hidden activations, units split evenly among them; from sin, cos, "
-                      f"gauss, sigmoid, tanh, abs, identity (default: "
-                      f"{','.join(a.activations)})")
+    arch.add_argument(
+        "--latent-dim",
+        type=int,
+        default=None,
+        help=f"width of the latent z (default: {a.latent_dim})",
+    )
+    arch.add_argument(
+        "--hidden", type=int, default=None, help=f"units per hidden layer (default: {a.hidden})"
+    )
+    arch.add_argument("--depth", type=int, default=None, help=f"hidden layers (default: {a.depth})")
+    arch.add_argument(
+        "--embed-dim",
+        type=int,
+        default=None,
+        help=f"width of the per-image embedding of (z, condition) (default: {a.embed_dim})",
+    )
+    arch.add_argument(
+        "--activations",
+        default=None,
+        metavar="A,B,...",
+        help="hidden activations, units split evenly among them; from sin, cos, "
+        f"gauss, sigmoid, tanh, abs, identity (default: "
+        f"{','.join(a.activations)})",
+    )
     train.set_defaults(handler=train_command)
 
 
 def _register_sample(commands: argparse._SubParsersAction) -> None:
     sample = commands.add_parser(
-        "sample", help="render a grid over the target space, or images for one target",
+        "sample",
+        help="render a grid over the target space, or images for one target",
         description="Render a trained generator at any resolution. Without --target: a grid "
         "over the target space (va/vad: valence left to right, arousal bottom to top, one "
         "latent for all cells unless --vary-latent; categorical: one row per emotion, one "
-        "latent per column). With --target: --count images for that target in a row.")
+        "latent per column). With --target: --count images for that target in a row.",
+    )
     sample.add_argument("generator", type=Path, metavar="GEN.pt", help="generator checkpoint")
-    sample.add_argument("-o", "--output", type=Path, required=True, metavar="PNG",
-                        help="PNG file to write")
-    sample.add_argument("--grid", type=_grid, default=(8, 8), metavar="COLSxROWS",
-                        help="grid cells: valence x arousal (va/vad) or latents per emotion x "
-                        "ignored (categorical) (default: 8x8)")
-    sample.add_argument("--target", default=None, metavar="V,A[,D]|EMOTION",
-                        help="one target instead of a grid: numbers on the classifier's scale "
-                        "(e.g. 7,3) or an emotion name (e.g. joy)")
-    sample.add_argument("--count", type=int, default=1,
-                        help="images for --target, one latent each (default: %(default)s)")
-    sample.add_argument("--size", type=int, default=256,
-                        help="side in px of each image (default: %(default)s)")
-    sample.add_argument("--seed", type=int, default=0,
-                        help="seed of the latents (default: %(default)s)")
-    sample.add_argument("--vary-latent", action="store_true",
-                        help="va/vad grid: a different latent in every cell")
-    sample.add_argument("--dominance", type=float, default=None,
-                        help="vad grid: the dominance of every cell (default: mid-scale)")
-    sample.add_argument("--gap", type=int, default=2,
-                        help="white pixels between grid images (default: %(default)s)")
+    sample.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="PNG", help="PNG file to write"
+    )
+    sample.add_argument(
+        "--grid",
+        type=_grid,
+        default=(8, 8),
+        metavar="COLSxROWS",
+        help="va/vad: valence x arousal cells; categorical: COLS latents per "
+        "emotion row, ROWS unused (default: 8x8)",
+    )
+    sample.add_argument(
+        "--target",
+        default=None,
+        metavar="V,A[,D]|EMOTION",
+        help="one target instead of a grid: numbers on the classifier's scale "
+        "(e.g. 7,3) or an emotion name (e.g. joy)",
+    )
+    sample.add_argument(
+        "--count",
+        type=int,
+        default=1,
+        help="images for --target, one latent each (default: %(default)s)",
+    )
+    sample.add_argument(
+        "--size", type=int, default=256, help="side in px of each image (default: %(default)s)"
+    )
+    sample.add_argument(
+        "--seed", type=int, default=0, help="seed of the latents (default: %(default)s)"
+    )
+    sample.add_argument(
+        "--vary-latent", action="store_true", help="va/vad grid: a different latent in every cell"
+    )
+    sample.add_argument(
+        "--dominance",
+        type=float,
+        default=None,
+        help="vad grid: the dominance of every cell (default: mid-scale)",
+    )
+    sample.add_argument(
+        "--gap", type=int, default=2, help="white pixels between grid images (default: %(default)s)"
+    )
     _add_device(sample)
     sample.set_defaults(handler=sample_command)
 
 
 def _register_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
-        "evaluate", help="score a generator on the MAP-Elites archive's target cells",
+        "evaluate",
+        help="score a generator on the MAP-Elites archive's target cells",
         description="Render every cell centre of the va/vad MAP-Elites archive grid (or "
         "every class) with several latents, score the images as a run does, and report the "
         "mean absolute target error (categorical: target-class probability), diversity "
         "across latents, the fraction of targets reached within the tolerance and the "
-        "archive coverage of the generated images.")
+        "archive coverage of the generated images.",
+    )
     evaluate.add_argument("generator", type=Path, metavar="GEN.pt", help="generator checkpoint")
-    evaluate.add_argument("--classifier", default=None, metavar="CKPT",
-                          help="classifier checkpoint (default: the one recorded in GEN.pt; it "
-                          "must be the one the generator was trained against)")
-    evaluate.add_argument("--cells", type=int, default=None,
-                          help="bins per axis of the va/vad grid (default: the archive's, va "
-                          "20, vad 10)")
-    evaluate.add_argument("--latents", type=int, default=4,
-                          help="images per target (default: %(default)s)")
-    evaluate.add_argument("--size", type=int, default=128,
-                          help="side in px of the rendered images (default: %(default)s)")
-    evaluate.add_argument("--tolerance", type=float, default=None,
-                          help="va/vad: largest per-axis error that counts as reaching the "
-                          "target (default: inside the target's archive cell); categorical: "
-                          "smallest target-class probability (default: 0.5)")
-    evaluate.add_argument("--crops", type=int, default=1,
-                          help="deterministic crops averaged by the scorer, 1-10 "
-                          "(default: %(default)s)")
-    evaluate.add_argument("--score-size", type=int, default=None,
-                          help="side in px the classifier sees (default: its native size)")
-    evaluate.add_argument("--seed", type=int, default=0,
-                          help="seed of the latents (default: %(default)s)")
-    evaluate.add_argument("--csv", type=Path, default=None,
-                          help="write one row per target to this CSV file")
-    evaluate.add_argument("--json", type=Path, default=None,
-                          help="write the summary to this JSON file")
+    evaluate.add_argument(
+        "--classifier",
+        default=None,
+        metavar="CKPT",
+        help="classifier checkpoint (default: the one recorded in GEN.pt; it "
+        "must be the one the generator was trained against)",
+    )
+    evaluate.add_argument(
+        "--cells",
+        type=int,
+        default=None,
+        help="bins per axis of the va/vad grid (default: the archive's, va 20, vad 10)",
+    )
+    evaluate.add_argument(
+        "--latents", type=int, default=4, help="images per target (default: %(default)s)"
+    )
+    evaluate.add_argument(
+        "--size",
+        type=int,
+        default=64,
+        help="side in px of the rendered images (default: %(default)s, as evoemotion run renders)",
+    )
+    evaluate.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help="va/vad: largest per-axis error that counts as reaching the "
+        "target (default: inside the target's archive cell); categorical: "
+        "smallest target-class probability (default: 0.5)",
+    )
+    evaluate.add_argument(
+        "--crops",
+        type=int,
+        default=1,
+        help="deterministic crops averaged by the scorer, 1-10 (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--score-size",
+        type=int,
+        default=128,
+        help="side in px the classifier sees; 0 = its native input size "
+        "(default: %(default)s, as evoemotion run scores)",
+    )
+    evaluate.add_argument(
+        "--seed", type=int, default=0, help="seed of the latents (default: %(default)s)"
+    )
+    evaluate.add_argument(
+        "--csv", type=Path, default=None, help="write one row per target to this CSV file"
+    )
+    evaluate.add_argument(
+        "--json", type=Path, default=None, help="write the summary to this JSON file"
+    )
     _add_device(evaluate)
     evaluate.set_defaults(handler=evaluate_command)
 
@@ -205,16 +324,18 @@ def _new_trainer(args: argparse.Namespace, device: Any) -> tuple[Any, str]:
     if args.target is None:
         raise ConfigError("--target va|vad|categorical is required to start training")
     if args.out.exists() and not args.force:
-        raise ConfigError(f"{args.out} exists: add --resume to continue it or --force to "
-                          "start afresh")
+        raise ConfigError(
+            f"{args.out} exists: add --resume to continue it or --force to start afresh"
+        )
     source = args.classifier or "default"
     model = load_model(source, device=device)
     config = TrainConfig(**_explicit(args, _TRAIN_FIELDS))
     arch = _explicit(args, _ARCH_FIELDS)
     if "activations" in arch:
         arch["activations"] = tuple(a.strip() for a in arch["activations"].split(",") if a.strip())
-    generator = ConditionalGenerator(TargetSpace.from_model(model, args.target),
-                                     Architecture(seed=config.seed, **arch))
+    generator = ConditionalGenerator(
+        TargetSpace.from_model(model, args.target), Architecture(seed=config.seed, **arch)
+    )
     return Trainer(generator, model, config, device=device), source
 
 
@@ -225,13 +346,15 @@ def _resumed_trainer(args: argparse.Namespace, device: Any) -> tuple[Any, str]:
 
     fixed = sorted(_explicit(args, _TRAIN_FIELDS + _ARCH_FIELDS))
     if fixed or args.target is not None or args.force:
-        given = ", ".join("--" + name.replace("_", "-") for name in
-                          fixed + ["target"] * (args.target is not None)
-                          + ["force"] * args.force)
-        raise ConfigError(f"{given} cannot be combined with --resume: the checkpoint's own "
-                          "options apply")
+        given = ", ".join(
+            "--" + name.replace("_", "-")
+            for name in fixed + ["target"] * (args.target is not None) + ["force"] * args.force
+        )
+        raise ConfigError(
+            f"{given} cannot be combined with --resume: the checkpoint's own options apply"
+        )
     checkpoint = load_generator(args.out, device=device)
-    source = args.classifier or checkpoint.classifier["source"] or "default"
+    source = args.classifier or checkpoint.classifier["source"]
     trainer = resume_trainer(checkpoint, load_model(source, device=device), device=device)
     return trainer, source
 
@@ -246,36 +369,79 @@ def train_command(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     trainer, source = (_resumed_trainer if args.resume else _new_trainer)(args, device)
-    steps = args.steps or trainer.total_steps or 1000
+    steps = args.steps if args.steps is not None else trainer.total_steps or 1000
     space = trainer.generator.space
-    print(f"evoemotion cgen train: {space.kind} generator ({', '.join(space.names)}) against "
-          f"{source} on {device}; step {trainer.step} of {steps}")
-    bar = tqdm(total=steps, initial=min(trainer.step, steps), unit="step", desc="train",
-               dynamic_ncols=True)
+    print(
+        f"evoemotion cgen train: {space.kind} generator ({', '.join(space.names)}) against "
+        f"{source} on {device}; step {trainer.step} of {steps}"
+    )
+    bar = tqdm(
+        total=steps, initial=min(trainer.step, steps), unit="step", desc="train", dynamic_ncols=True
+    )
 
     def show(metrics: dict[str, float]) -> None:
         key = "target_prob" if space.categorical else "error"
-        bar.set_postfix({"loss": f"{metrics['loss']:.4f}", key: f"{metrics[key]:.3f}",
-                         "diversity": f"{metrics['diversity']:.3f}"}, refresh=False)
+        bar.set_postfix(
+            {
+                "loss": f"{metrics['loss']:.4f}",
+                key: f"{metrics[key]:.3f}",
+                "diversity": f"{metrics['diversity']:.3f}",
+            },
+            refresh=False,
+        )
         bar.update(1)
 
     with stop_on_signals() as stop:
-        finished = train(trainer, steps, checkpoint=args.out,
-                         checkpoint_every=args.checkpoint_every, classifier_source=source,
-                         callback=show, should_stop=stop.is_set)
+        finished = train(
+            trainer,
+            steps,
+            checkpoint=args.out,
+            checkpoint_every=args.checkpoint_every,
+            classifier_source=source,
+            callback=show,
+            should_stop=stop.is_set,
+        )
     bar.close()
     if not finished:
-        print(f"evoemotion cgen train: stopped at step {trainer.step}; checkpoint saved. "
-              f"Continue with: evoemotion cgen train --resume --out {args.out}")
+        print(
+            f"evoemotion cgen train: stopped at step {trainer.step}; checkpoint saved. "
+            f"Continue with: evoemotion cgen train --resume --out {args.out}"
+        )
         return 130
     print(f"evoemotion cgen train: done, {trainer.step} steps; wrote {args.out}")
     return 0
 
 
+class _Progress:
+    """A tqdm bar of images, opened at the first report (so an early error prints alone).
+
+    Args:
+        desc: The bar's label.
+    """
+
+    def __init__(self, desc: str) -> None:
+        self.desc = desc
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(
+                total=total, desc=self.desc, unit="img", leave=False, dynamic_ncols=True
+            )
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def sample_command(args: argparse.Namespace) -> int:
     """Handle ``evoemotion cgen sample``."""
-    from tqdm import tqdm
-
     from evoemotion.cgen import load_generator, render_targets, sample_grid
     from evoemotion.errors import ConfigError
     from evoemotion.render.images import grid, save_png
@@ -286,23 +452,29 @@ def sample_command(args: argparse.Namespace) -> int:
     generator = load_generator(args.generator, device=resolve_device(args.device)).generator
     space = generator.space
     columns, rows = args.grid
-    with tqdm(unit="img", desc="render", leave=False, dynamic_ncols=True) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with _Progress("render") as progress:
         if args.target is not None:
             target = space.parse(args.target)
-            images = render_targets(generator, target.repeat(args.count, axis=0),
-                                    generator.latents(args.count, args.seed), args.size,
-                                    progress)
+            images = render_targets(
+                generator,
+                target.repeat(args.count, axis=0),
+                generator.latents(args.count, args.seed),
+                args.size,
+                progress,
+            )
             columns = args.count
             layout = f"{args.count} image(s) for target {args.target}"
         else:
-            images = sample_grid(generator, columns, rows, args.size, seed=args.seed,
-                                 shared_latent=not args.vary_latent, dominance=args.dominance,
-                                 callback=progress)
+            images = sample_grid(
+                generator,
+                columns,
+                rows,
+                args.size,
+                seed=args.seed,
+                shared_latent=not args.vary_latent,
+                dominance=args.dominance,
+                callback=progress,
+            )
             layout = _describe_grid(space, columns, rows)
     image = images[0] if len(images) == 1 else grid(images, columns=columns, gap=args.gap)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -315,14 +487,14 @@ def _describe_grid(space: Any, columns: int, rows: int) -> str:
     if space.categorical:
         return f"rows = {', '.join(space.names)}; {columns} latents per row"
     (vlo, vhi), (alo, ahi) = space.scales[:2]
-    return (f"{columns} columns of valence {vlo:g}..{vhi:g} (left to right) x {rows} rows of "
-            f"arousal {ahi:g}..{alo:g} (top to bottom)")
+    return (
+        f"{columns} columns of valence {vlo:g}..{vhi:g} (left to right) x {rows} rows of "
+        f"arousal {ahi:g}..{alo:g} (top to bottom)"
+    )
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
     """Handle ``evoemotion cgen evaluate``."""
-    from tqdm import tqdm
-
     from evoemotion.cgen import evaluate, load_generator
     from evoemotion.emotion import load_model
     from evoemotion.runs import atomic_write
@@ -330,25 +502,30 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     checkpoint = load_generator(args.generator, device=device)
-    source = args.classifier or checkpoint.classifier["source"] or "default"
+    source = args.classifier or checkpoint.classifier["source"]
     model = load_model(source, device=device)
     checkpoint.check_classifier(model)
-    scorer = Scorer([model], device=device, crops=args.crops, size=args.score_size)
-    with tqdm(unit="img", desc="evaluate", leave=False, dynamic_ncols=True) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        result = evaluate(checkpoint.generator, scorer, cells=args.cells, latents=args.latents,
-                          size=args.size, tolerance=args.tolerance, seed=args.seed,
-                          callback=progress)
+    scorer = Scorer([model], device=device, crops=args.crops, size=args.score_size or None)
+    with _Progress("evaluate") as progress:
+        result = evaluate(
+            checkpoint.generator,
+            scorer,
+            cells=args.cells,
+            latents=args.latents,
+            size=args.size,
+            tolerance=args.tolerance,
+            seed=args.seed,
+            callback=progress,
+        )
     summary = result.summary()
     width = max(len(name) for name in summary)
     print(f"{args.generator} ({result.kind}, {checkpoint.steps} steps) against {source}:")
     for name, value in summary.items():
-        print(f"  {name:<{width}}  {value:.4f}" if isinstance(value, float) else
-              f"  {name:<{width}}  {value}")
+        print(
+            f"  {name:<{width}}  {value:.4f}"
+            if isinstance(value, float)
+            else f"  {name:<{width}}  {value}"
+        )
     if args.csv is not None:
         import csv
         import io
@@ -363,8 +540,17 @@ def evaluate_command(args: argparse.Namespace) -> int:
         print(f"wrote {args.csv}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(args.json, json.dumps({"generator": str(args.generator),
-                                            "classifier": source, "summary": summary,
-                                            "archive": result.archive}, indent=2).encode())
+        atomic_write(
+            args.json,
+            json.dumps(
+                {
+                    "generator": str(args.generator),
+                    "classifier": source,
+                    "summary": summary,
+                    "archive": result.archive,
+                },
+                indent=2,
+            ).encode(),
+        )
         print(f"wrote {args.json}")
     return 0

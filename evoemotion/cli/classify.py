@@ -67,7 +67,7 @@ def _add_data_options(parser: argparse.ArgumentParser, default_note: str) -> Non
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     from_defaults = "(default: %(default)s)"
     parser.add_argument(
-        "--backbone", default="efficientnet_lite0", help=f"backbone name {from_defaults}"
+        "--backbone", default="efficientnet_lite0_ms", help=f"backbone name {from_defaults}"
     )
     parser.add_argument(
         "--weights",
@@ -77,11 +77,12 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hidden", type=int, default=512, help=f"head hidden width, 0 = linear {from_defaults}"
     )
-    parser.add_argument("--dropout", type=float, default=0.3, help=f"head dropout {from_defaults}")
+    parser.add_argument("--dropout", type=float, default=0.5, help=f"head dropout {from_defaults}")
     parser.add_argument(
         "--views",
-        default="full,flip,crop-c,crop-tl,crop-tr,crop-bl,crop-br",
-        help=f"comma-separated training views of each image {from_defaults}",
+        default="full,flip",
+        help="comma-separated training views of each image among full, flip, crop-c, "
+        f"crop-tl, crop-tr, crop-bl, crop-br {from_defaults}",
     )
     parser.add_argument(
         "--size", type=int, default=None, help="input side in px (default: the backbone's)"
@@ -91,7 +92,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         "--lr", type=float, default=1e-3, help=f"head learning rate {from_defaults}"
     )
     parser.add_argument(
-        "--weight-decay", type=float, default=1e-2, help=f"head weight decay {from_defaults}"
+        "--l2", type=float, default=0.03, help=f"L2 penalty on head weights {from_defaults}"
     )
     parser.add_argument(
         "--patience", type=int, default=30, help=f"early-stopping patience {from_defaults}"
@@ -250,7 +251,7 @@ def _config(args, heads: list[str]):
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
-        weight_decay=args.weight_decay,
+        l2=args.l2,
         patience=args.patience,
         seed=args.seed,
         fractions=fractions,

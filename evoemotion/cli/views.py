@@ -36,16 +36,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "curves.",
     )
     plot.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s)")
-    plot.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
-                      help="output folder (default: RUN/plots for one run, ./plots for "
-                      "several, with file names prefixed by the run name)")
-    plot.add_argument("--format", default="png", choices=["png", "svg", "pdf"],
-                      help=FORMAT_HELP)
-    plot.add_argument("--top-k", type=_positive, default=8,
-                      help="categorical mosaics: elites shown per emotion (default: "
-                      "%(default)s)")
-    plot.add_argument("--thumb-size", type=_positive, default=96,
-                      help="side of the mosaic thumbnails in pixels (default: %(default)s)")
+    plot.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="output folder (default: RUN/plots for one run, ./plots for "
+        "several, with file names prefixed by the run name)",
+    )
+    plot.add_argument("--format", default="png", choices=["png", "svg", "pdf"], help=FORMAT_HELP)
+    plot.add_argument(
+        "--top-k",
+        type=_positive,
+        default=8,
+        help="categorical mosaics: elites shown per emotion (default: %(default)s)",
+    )
+    plot.add_argument(
+        "--thumb-size",
+        type=_positive,
+        default=96,
+        help="side of the mosaic thumbnails in pixels (default: %(default)s)",
+    )
     plot.set_defaults(handler=plot_command)
 
     analyze = subparsers.add_parser(
@@ -59,20 +71,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Writes analysis.csv, figures and report.txt, and prints the report.",
     )
     analyze.add_argument("run", metavar="RUN", help="run folder")
-    analyze.add_argument("--confirm", metavar="CKPT", default=None,
-                         help="an independently trained classifier (other backbone or seed) "
-                         "that re-scores the elites; its agreement per emotion / axis "
-                         "separates patterns from fooling artefacts")
-    analyze.add_argument("--size", type=_positive, default=128,
-                         help="side in pixels of the renders the features are measured on "
-                         "(default: %(default)s)")
-    analyze.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
-                         help="output folder (default: RUN/analysis)")
-    analyze.add_argument("--format", default="png", choices=["png", "svg", "pdf"],
-                         help=FORMAT_HELP)
-    analyze.add_argument("--device", default="auto",
-                         help="device of the --confirm classifier: auto, cpu, cuda, "
-                         "cuda:INDEX (default: %(default)s)")
+    analyze.add_argument(
+        "--confirm",
+        metavar="CKPT",
+        default=None,
+        help="an independently trained classifier (other backbone or seed) "
+        "that re-scores the elites; its agreement per emotion / axis "
+        "separates patterns from fooling artefacts",
+    )
+    analyze.add_argument(
+        "--size",
+        type=_positive,
+        default=128,
+        help="side in pixels of the renders the features are measured on (default: %(default)s)",
+    )
+    analyze.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="output folder (default: RUN/analysis)",
+    )
+    analyze.add_argument("--format", default="png", choices=["png", "svg", "pdf"], help=FORMAT_HELP)
+    analyze.add_argument(
+        "--device",
+        default="auto",
+        help="device of the --confirm classifier: auto, cpu, cuda, "
+        "cuda:INDEX (default: %(default)s)",
+    )
     analyze.set_defaults(handler=analyze_command)
 
     gallery = subparsers.add_parser(
@@ -84,11 +111,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "link to its PNG.",
     )
     gallery.add_argument("run", metavar="RUN", help="run folder")
-    gallery.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
-                         help="output folder (default: RUN/gallery)")
-    gallery.add_argument("--size", type=_positive, default=384,
-                         help="side of the large elite images in pixels (default: "
-                         "%(default)s)")
+    gallery.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="output folder (default: RUN/gallery)",
+    )
+    gallery.add_argument(
+        "--size",
+        type=_positive,
+        default=384,
+        help="side of the large elite images in pixels (default: %(default)s)",
+    )
     gallery.set_defaults(handler=gallery_command)
 
 
@@ -113,9 +149,15 @@ def plot_command(args: argparse.Namespace) -> int:
     for view in views:
         out = args.out or (Path("plots") if several else view.path / "plots")
         with _bar(len(view), f"plot {view.name}") as bar:
-            written = plot_run(view, out, fmt=args.format,
-                               prefix=f"{view.name}-" if several else "", top_k=args.top_k,
-                               thumb_size=args.thumb_size, progress=_progress(bar))
+            written = plot_run(
+                view,
+                out,
+                fmt=args.format,
+                prefix=f"{view.name}-" if several else "",
+                top_k=args.top_k,
+                thumb_size=args.thumb_size,
+                progress=_progress(bar),
+            )
         print(f"{view.name}: {len(view)} elites at iteration {view.iteration}")
         for path in written:
             print(f"  wrote {path}")
@@ -144,16 +186,20 @@ def analyze_command(args: argparse.Namespace) -> int:
         model = load_model(args.confirm, device=args.device)
         own = {r.get("identity") for r in view.config.get("classifiers", [])}
         if model.identity in own:
-            raise ConfigError(f"--confirm {args.confirm} is the run's own classifier; give "
-                              "an independently trained one")
+            raise ConfigError(
+                f"--confirm {args.confirm} is the run's own classifier; give "
+                "an independently trained one"
+            )
         run = view.config.get("run", {})
-        scorer = Scorer([model], device=args.device, crops=int(run.get("crops", 1)),
-                        size=run.get("score_size"))
+        scorer = Scorer(
+            [model], device=args.device, crops=int(run.get("crops", 1)), size=run.get("score_size")
+        )
     out = args.out or view.path / "analysis"
     passes = 2 if scorer else 1
     with _bar(passes * len(view), f"analyze {view.name}") as bar:
-        study = analyze_run(view, out, size=args.size, fmt=args.format, confirm=scorer,
-                            progress=_progress(bar))
+        study = analyze_run(
+            view, out, size=args.size, fmt=args.format, confirm=scorer, progress=_progress(bar)
+        )
     print(study.report, end="")
     for path in study.files:
         print(f"wrote {path}")
@@ -167,8 +213,9 @@ def gallery_command(args: argparse.Namespace) -> int:
 
     view = open_run(args.run)
     with _bar(len(view), f"gallery {view.name}") as bar:
-        index = run_gallery(view, args.out or view.path / "gallery", size=args.size,
-                            progress=_progress(bar))
+        index = run_gallery(
+            view, args.out or view.path / "gallery", size=args.size, progress=_progress(bar)
+        )
     print(f"wrote {index} ({len(view)} elites); open it in a browser")
     return 0
 
@@ -184,8 +231,9 @@ def render_run(args: argparse.Namespace) -> int:
     out = args.output or view.path / "posters"
     with _bar(len(rows) * size * size, "render", unit="px") as bar:
         bar.unit_scale = True
-        written = render_posters(view, rows, size, out,
-                                 progress=lambda done, _: bar.update(done - bar.n))
+        written = render_posters(
+            view, rows, size, out, progress=lambda done, _: bar.update(done - bar.n)
+        )
     for path in written:
         print(f"wrote {path} ({size}x{size})")
     return 0

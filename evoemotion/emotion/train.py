@@ -54,7 +54,8 @@ class TrainConfig:
         epochs: Maximum head-training epochs.
         batch_size: Head-training minibatch size.
         lr: Head learning rate (AdamW).
-        weight_decay: AdamW weight decay of the heads.
+        l2: L2 penalty on the heads' weights (not biases), added to the mean loss as
+            ``l2 * sum(w ** 2)``: the strength of a ridge / regularised logistic regression.
         patience: Epochs without validation improvement before a head stops.
         seed: Seed of the split, initialisation and minibatch order.
         fractions: Train, validation and test fractions of each dataset.
@@ -66,17 +67,17 @@ class TrainConfig:
         cache_dir: Feature cache folder (None: default; "" disables caching).
     """
 
-    backbone: str = "efficientnet_lite0"
+    backbone: str = "efficientnet_lite0_ms"
     weights: str = "imagenet"
     heads: list[str] = field(default_factory=lambda: ["categorical", "va"])
-    hidden: int = 0
-    dropout: float = 0.0
+    hidden: int = 512
+    dropout: float = 0.5
     views: list[str] = field(default_factory=lambda: ["full", "flip"])
     size: int | None = None
     epochs: int = 300
     batch_size: int = 256
     lr: float = 1e-3
-    weight_decay: float = 1e-2
+    l2: float = 0.03
     patience: int = 30
     seed: int = 0
     fractions: tuple[float, float, float] = SPLIT_FRACTIONS
@@ -99,6 +100,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "patience", "finetune_epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.l2 < 0:
+            raise ConfigError(f"l2 must be >= 0, got {self.l2}")
         if self.hidden < 0 or not 0 <= self.dropout < 1:
             raise ConfigError(f"hidden {self.hidden} / dropout {self.dropout} out of range")
         if self.size is not None and self.size < 16:
@@ -234,6 +237,15 @@ def head_losses(
     return losses
 
 
+def weight_penalty(model: EmotionModel) -> torch.Tensor:
+    """Sum of squared weights of the heads' linear layers (biases excluded)."""
+    return sum(
+        (layer.weight**2).sum()
+        for layer in model.heads.modules()
+        if isinstance(layer, torch.nn.Linear)
+    )
+
+
 def _check_targets(model: EmotionModel, rows: Rows) -> None:
     """Every head must have training targets.
 
@@ -296,9 +308,7 @@ def fit_heads(
         )
 
     train_t, val_t = tensors(train), tensors(val)
-    optimiser = torch.optim.AdamW(
-        model.heads.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
+    optimiser = torch.optim.Adam(model.heads.parameters(), lr=config.lr)
     names = [s.name for s in model.head_specs]
     best = {n: {"val_loss": float("inf"), "best_epoch": 0} for n in names}
     best_state = {n: copy.deepcopy(model.heads[n].state_dict()) for n in names}
@@ -310,6 +320,7 @@ def fit_heads(
             idx = order[start : start + config.batch_size]
             out = model.predict_from_embedding(train_t[0][idx])
             loss = sum(head_losses(model, out, train_t[1][idx], train_t[2][idx]).values())
+            loss = loss + config.l2 * weight_penalty(model)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -355,12 +366,11 @@ def finetune(
     device = model.feature_mean.device
     samples = [(d, int(i)) for d in datasets for i in parts[d.name]["train"]]
     rng = np.random.default_rng(config.seed)
-    optimiser = torch.optim.AdamW(
+    optimiser = torch.optim.Adam(
         [
             {"params": model.backbone.parameters(), "lr": config.finetune_lr},
             {"params": model.heads.parameters(), "lr": config.lr / 10},
-        ],
-        weight_decay=config.weight_decay,
+        ]
     )
     batch = min(config.batch_size, 32)
     total = len(samples) * config.finetune_epochs
@@ -380,6 +390,7 @@ def finetune(
             probs = torch.as_tensor(np.concatenate([p for p, _ in labels]), dtype=torch.float32)
             values = torch.as_tensor(np.concatenate([v for _, v in labels]), dtype=torch.float32)
             loss = sum(head_losses(model, model(x), probs.to(device), values.to(device)).values())
+            loss = loss + config.l2 * weight_penalty(model)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

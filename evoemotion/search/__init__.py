@@ -75,19 +75,16 @@ def make_search(
         ConfigError: Unknown algorithm or options it does not take.
     """
     if algorithm not in ALGORITHMS:
-        raise ConfigError(
-            f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}"
-        )
+        raise ConfigError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     options = dict(options or {})
     state_class = ALGORITHMS[algorithm]
     accepted = inspect.signature(state_class).parameters
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ConfigError(f"algorithm {algorithm!r} does not take the option(s) "
-                          f"{', '.join(unknown)}")
-    return state_class(
-        genotype=genotype, spec=spec, batch_size=batch_size, seed=seed, **options
-    )
+        raise ConfigError(
+            f"algorithm {algorithm!r} does not take the option(s) {', '.join(unknown)}"
+        )
+    return state_class(genotype=genotype, spec=spec, batch_size=batch_size, seed=seed, **options)
 
 
 __all__ = [

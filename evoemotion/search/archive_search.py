@@ -128,8 +128,13 @@ class ArchiveSearch:
         """
         raise NotImplementedError
 
-    def tell(self, solutions: np.ndarray, out: Outputs, placement: Placement,
-             add_info: dict[str, np.ndarray]) -> None:
+    def tell(
+        self,
+        solutions: np.ndarray,
+        out: Outputs,
+        placement: Placement,
+        add_info: dict[str, np.ndarray],
+    ) -> None:
         """Learn from the evaluation of the last :meth:`ask` (default: nothing).
 
         Args:

@@ -74,8 +74,7 @@ class GenomeEmitter(EmitterBase):
         if not 0.0 <= crossover_prob <= 1.0:
             raise ConfigError(f"crossover probability must be in [0, 1], got {crossover_prob}")
         if crossover_prob > 0 and not genotype.has_crossover:
-            raise ConfigError(f"genotype {genotype.name!r} has no crossover; use "
-                              "--crossover 0")
+            raise ConfigError(f"genotype {genotype.name!r} has no crossover; use --crossover 0")
         super().__init__(
             archive,
             solution_dim=archive.solution_dim,
@@ -99,8 +98,7 @@ class GenomeEmitter(EmitterBase):
         else:
             parents = self.archive.sample_elites(2 * self.batch_size)["solution"]
             children = [
-                self._offspring(parents[2 * i], parents[2 * i + 1])
-                for i in range(self.batch_size)
+                self._offspring(parents[2 * i], parents[2 * i + 1]) for i in range(self.batch_size)
             ]
         return as_solutions(children, self.solution_dim)
 
@@ -124,8 +122,9 @@ def split_batch(batch_size: int, parts: int) -> list[int]:
         ConfigError: ``parts`` is not between 1 and ``batch_size``.
     """
     if not 1 <= parts <= batch_size:
-        raise ConfigError(f"--emitters must be between 1 and the batch size {batch_size}, "
-                          f"got {parts}")
+        raise ConfigError(
+            f"--emitters must be between 1 and the batch size {batch_size}, got {parts}"
+        )
     return [batch_size // parts + (i < batch_size % parts) for i in range(parts)]
 
 
@@ -169,11 +168,12 @@ class MapElites(ArchiveSearch):
         if emitter not in EMITTERS:
             raise ConfigError(f"emitter must be one of {', '.join(EMITTERS)}, got {emitter!r}")
         if emitter != "genome" and genotype.solution_dim is None:
-            raise ConfigError(f"emitter {emitter!r} needs a flat-vector genotype; "
-                              f"{genotype.kind!r} genomes use --emitter genome")
+            raise ConfigError(
+                f"emitter {emitter!r} needs a flat-vector genotype; "
+                f"{genotype.kind!r} genomes use --emitter genome"
+            )
         if sigma <= 0 or line_sigma < 0:
-            raise ConfigError(f"sigma must be > 0 and line sigma >= 0, got {sigma}, "
-                              f"{line_sigma}")
+            raise ConfigError(f"sigma must be > 0 and line sigma >= 0, got {sigma}, {line_sigma}")
         if crossover_prob is None:
             crossover_prob = 0.2 if genotype.has_crossover else 0.0
         self.emitter_name = emitter
@@ -186,25 +186,54 @@ class MapElites(ArchiveSearch):
         self._emitted: list[int] = []
 
     def _make_emitter(
-        self, name: str, size: int, seed: int, sigma: float, line_sigma: float,
+        self,
+        name: str,
+        size: int,
+        seed: int,
+        sigma: float,
+        line_sigma: float,
         crossover_prob: float,
     ) -> EmitterBase:
         if name == "genome":
-            return GenomeEmitter(self.archive, genotype=self.genotype, batch_size=size,
-                                 crossover_prob=crossover_prob, seed=seed)
-        start = as_solutions(self.genotype.random(np.random.default_rng(seed), size),
-                             self.archive.solution_dim)
+            return GenomeEmitter(
+                self.archive,
+                genotype=self.genotype,
+                batch_size=size,
+                crossover_prob=crossover_prob,
+                seed=seed,
+            )
+        start = as_solutions(
+            self.genotype.random(np.random.default_rng(seed), size), self.archive.solution_dim
+        )
         bounds = self.genotype.bounds
         if name == "cma-me":
-            return EvolutionStrategyEmitter(self.archive, x0=start[0], sigma0=sigma,
-                                            ranker="2imp", bounds=bounds, batch_size=size,
-                                            seed=seed)
+            return EvolutionStrategyEmitter(
+                self.archive,
+                x0=start[0],
+                sigma0=sigma,
+                ranker="2imp",
+                bounds=bounds,
+                batch_size=size,
+                seed=seed,
+            )
         if name == "iso-line":
-            return IsoLineEmitter(self.archive, iso_sigma=sigma, line_sigma=line_sigma,
-                                  initial_solutions=start, bounds=bounds, batch_size=size,
-                                  seed=seed)
-        return GaussianEmitter(self.archive, sigma=sigma, initial_solutions=start,
-                               bounds=bounds, batch_size=size, seed=seed)
+            return IsoLineEmitter(
+                self.archive,
+                iso_sigma=sigma,
+                line_sigma=line_sigma,
+                initial_solutions=start,
+                bounds=bounds,
+                batch_size=size,
+                seed=seed,
+            )
+        return GaussianEmitter(
+            self.archive,
+            sigma=sigma,
+            initial_solutions=start,
+            bounds=bounds,
+            batch_size=size,
+            seed=seed,
+        )
 
     def ask(self) -> np.ndarray:
         """Ask every emitter for its solutions.
@@ -216,8 +245,13 @@ class MapElites(ArchiveSearch):
         self._emitted = [len(b) for b in batches]
         return np.concatenate(batches)
 
-    def tell(self, solutions: np.ndarray, out: Outputs, placement: Placement,
-             add_info: dict[str, np.ndarray]) -> None:
+    def tell(
+        self,
+        solutions: np.ndarray,
+        out: Outputs,
+        placement: Placement,
+        add_info: dict[str, np.ndarray],
+    ) -> None:
         """Tell every emitter, per solution, the best of its archive rows.
 
         A solution's best row is the one with the highest add status, then the highest
@@ -251,7 +285,9 @@ class MapElites(ArchiveSearch):
         for emitter, count in zip(self.emitters, self._emitted, strict=True):
             part = slice(start, start + count)
             emitter.tell(
-                solutions[part], objective[part], measures[part],
+                solutions[part],
+                objective[part],
+                measures[part],
                 {"status": status[part], "value": value[part]},
             )
             start += count

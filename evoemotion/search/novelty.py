@@ -65,13 +65,17 @@ def behavior_descriptors(out: Outputs, spec: ArchiveSpec, behavior: str) -> np.n
     if behavior == "vad":
         names = [name for name in VAD_NAMES if name in out]
         if not names:
-            raise ConfigError("--behavior vad needs a classifier with valence/arousal/"
-                              f"dominance outputs; it has {', '.join(out.scalar_names)}")
+            raise ConfigError(
+                "--behavior vad needs a classifier with valence/arousal/"
+                f"dominance outputs; it has {', '.join(out.scalar_names)}"
+            )
         return out.table(names)
     if behavior in ("probs", "embedding"):
         if behavior not in out:
-            raise ConfigError(f"--behavior {behavior}: the classifier gives no {behavior!r} "
-                              f"output (it has {', '.join(out.names)})")
+            raise ConfigError(
+                f"--behavior {behavior}: the classifier gives no {behavior!r} "
+                f"output (it has {', '.join(out.names)})"
+            )
         return np.asarray(out[behavior], dtype=np.float64).reshape(len(out), -1)
     raise ConfigError(f"behavior must be one of {', '.join(BEHAVIORS)}, got {behavior!r}")
 
@@ -140,15 +144,23 @@ class NoveltySearch(ArchiveSearch):
     ) -> None:
         super().__init__(genotype=genotype, spec=spec, batch_size=batch_size, seed=seed)
         if behavior not in BEHAVIORS:
-            raise ConfigError(f"behavior must be one of {', '.join(BEHAVIORS)}, "
-                              f"got {behavior!r}")
+            raise ConfigError(f"behavior must be one of {', '.join(BEHAVIORS)}, got {behavior!r}")
         self.behavior = behavior
-        archive = NoveltyArchive(policy=novelty_policy, threshold=novelty_threshold,
-                                 add_prob=novelty_add_prob, max_size=novelty_cap)
+        archive = NoveltyArchive(
+            policy=novelty_policy,
+            threshold=novelty_threshold,
+            add_prob=novelty_add_prob,
+            max_size=novelty_cap,
+        )
         self.population = NoveltyPopulation(
-            genotype=genotype, archive=archive, variant=self.variant,
-            mu=batch_size if mu is None else mu, lambda_=batch_size, k=k,
-            crossover_prob=crossover_prob, seed=self.child_seeds(1)[0],
+            genotype=genotype,
+            archive=archive,
+            variant=self.variant,
+            mu=batch_size if mu is None else mu,
+            lambda_=batch_size,
+            k=k,
+            crossover_prob=crossover_prob,
+            seed=self.child_seeds(1)[0],
         )
         self._novelty_row: dict[str, float] = {}
 
@@ -160,8 +172,13 @@ class NoveltySearch(ArchiveSearch):
         """
         return as_solutions(self.population.ask(), self.archive.solution_dim)
 
-    def tell(self, solutions: np.ndarray, out: Outputs, placement: Placement,
-             add_info: dict[str, np.ndarray]) -> None:
+    def tell(
+        self,
+        solutions: np.ndarray,
+        out: Outputs,
+        placement: Placement,
+        add_info: dict[str, np.ndarray],
+    ) -> None:
         """Tell the population each genome's behaviour and objective.
 
         Args:

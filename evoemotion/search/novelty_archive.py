@@ -52,8 +52,7 @@ def knn(
     reference = np.asarray(reference, dtype=np.float64)
     if queries.ndim != 2 or reference.ndim != 2 or queries.shape[1] != reference.shape[1]:
         raise ConfigError(
-            f"behaviour arrays must be (n, d) and (m, d), got {queries.shape} and "
-            f"{reference.shape}"
+            f"behaviour arrays must be (n, d) and (m, d), got {queries.shape} and {reference.shape}"
         )
     n, m = len(queries), len(reference)
     k_eff = min(k, m - 1 if queries_in_reference else m)
@@ -198,23 +197,27 @@ class NoveltyArchive:
         lower_factor: float = 0.95,
     ) -> None:
         if policy not in ADD_POLICIES:
-            raise ConfigError(f"novelty archive policy must be one of {ADD_POLICIES}, "
-                              f"got {policy!r}")
+            raise ConfigError(
+                f"novelty archive policy must be one of {ADD_POLICIES}, got {policy!r}"
+            )
         if dim is not None and dim < 1:
             raise ConfigError(f"behaviour dimension must be >= 1, got {dim}")
         if threshold is not None and not threshold > 0:
             raise ConfigError(f"novelty threshold must be > 0, got {threshold}")
         if not 0.0 <= add_prob <= 1.0:
-            raise ConfigError(f"novelty archive add probability must be in [0, 1], "
-                              f"got {add_prob}")
+            raise ConfigError(f"novelty archive add probability must be in [0, 1], got {add_prob}")
         if max_size is not None and max_size < 1:
             raise ConfigError(f"novelty archive cap must be >= 1, got {max_size}")
         if add_high < 0 or stall_generations < 1:
-            raise ConfigError(f"add_high must be >= 0 and stall_generations >= 1, got "
-                              f"{add_high} and {stall_generations}")
+            raise ConfigError(
+                f"add_high must be >= 0 and stall_generations >= 1, got "
+                f"{add_high} and {stall_generations}"
+            )
         if not (raise_factor >= 1.0 and 0.0 < lower_factor <= 1.0):
-            raise ConfigError(f"raise_factor must be >= 1 and lower_factor in (0, 1], got "
-                              f"{raise_factor} and {lower_factor}")
+            raise ConfigError(
+                f"raise_factor must be >= 1 and lower_factor in (0, 1], got "
+                f"{raise_factor} and {lower_factor}"
+            )
         self.dim = dim
         self.policy = policy
         self.threshold = threshold
@@ -260,8 +263,10 @@ class NoveltyArchive:
             self.dim = behaviors.shape[1]
             self.behaviors = np.zeros((0, self.dim))
         if behaviors.shape[1] != self.dim:
-            raise ConfigError(f"behaviour dimension {behaviors.shape[1]} does not match the "
-                              f"novelty archive's {self.dim}")
+            raise ConfigError(
+                f"behaviour dimension {behaviors.shape[1]} does not match the "
+                f"novelty archive's {self.dim}"
+            )
         objectives = np.asarray(objectives, dtype=np.float64)
         valid = valid_mask(behaviors, objectives)
         if self.policy == "random":

@@ -118,24 +118,31 @@ class NoveltyPopulation:
         seed: int = 0,
     ) -> None:
         if variant not in VARIANTS:
-            raise ConfigError(f"novelty search variant must be one of {VARIANTS}, "
-                              f"got {variant!r}")
+            raise ConfigError(f"novelty search variant must be one of {VARIANTS}, got {variant!r}")
         if mu < 2 or lambda_ < 1 or k < 1:
-            raise ConfigError(f"need mu >= 2, lambda >= 1 and k >= 1, got mu={mu}, "
-                              f"lambda={lambda_}, k={k}")
+            raise ConfigError(
+                f"need mu >= 2, lambda >= 1 and k >= 1, got mu={mu}, lambda={lambda_}, k={k}"
+            )
         has_crossover = bool(getattr(genotype, "has_crossover", False))
         if crossover_prob is None:
             crossover_prob = 0.2 if has_crossover else 0.0
         if mutation_prob is None:
             mutation_prob = 1.0 - crossover_prob
         if crossover_prob > 0 and not has_crossover:
-            raise ConfigError(f"genotype {getattr(genotype, 'name', genotype)!r} has no "
-                              f"crossover; crossover probability must be 0, got "
-                              f"{crossover_prob}")
-        if not (0 <= crossover_prob and 0 <= mutation_prob and
-                crossover_prob + mutation_prob <= 1 + 1e-12):
-            raise ConfigError(f"crossover ({crossover_prob}) and mutation ({mutation_prob}) "
-                              "probabilities must be >= 0 and sum to at most 1")
+            raise ConfigError(
+                f"genotype {getattr(genotype, 'name', genotype)!r} has no "
+                f"crossover; crossover probability must be 0, got "
+                f"{crossover_prob}"
+            )
+        if not (
+            0 <= crossover_prob
+            and 0 <= mutation_prob
+            and crossover_prob + mutation_prob <= 1 + 1e-12
+        ):
+            raise ConfigError(
+                f"crossover ({crossover_prob}) and mutation ({mutation_prob}) "
+                "probabilities must be >= 0 and sum to at most 1"
+            )
         self.genotype = genotype
         self.archive = archive
         self.variant = variant
@@ -216,12 +223,13 @@ class NoveltyPopulation:
         else:
             with self._deap_random():
                 self._offspring = algorithms.varOr(
-                    self.population, self.toolbox, self.lambda_,
-                    self.crossover_prob, self.mutation_prob,
+                    self.population,
+                    self.toolbox,
+                    self.lambda_,
+                    self.crossover_prob,
+                    self.mutation_prob,
                 )
-        self._pending_index = [
-            i for i, ind in enumerate(self._offspring) if not ind.fitness.valid
-        ]
+        self._pending_index = [i for i, ind in enumerate(self._offspring) if not ind.fitness.valid]
         return [self._offspring[i].genome for i in self._pending_index]
 
     def tell(self, behaviors: np.ndarray, objectives: Sequence[float]) -> dict[str, float]:
@@ -244,19 +252,23 @@ class NoveltyPopulation:
             raise ConfigError("NoveltyPopulation.tell() called before ask()")
         asked = len(self._pending_index)
         if len(behaviors) != asked or len(objectives) != asked:
-            raise ConfigError(f"tell() needs one behaviour and objective per asked genome: "
-                              f"asked {asked}, got {len(behaviors)} behaviours and "
-                              f"{len(objectives)} objectives")
-        for i, behavior, objective in zip(self._pending_index, behaviors, objectives,
-                                          strict=True):
+            raise ConfigError(
+                f"tell() needs one behaviour and objective per asked genome: "
+                f"asked {asked}, got {len(behaviors)} behaviours and "
+                f"{len(objectives)} objectives"
+            )
+        for i, behavior, objective in zip(self._pending_index, behaviors, objectives, strict=True):
             self._offspring[i].behavior = behavior
             self._offspring[i].objective = float(objective)
         pool = self.population + self._offspring
         pool_behaviors = np.stack([ind.behavior for ind in pool])
         pool_objectives = np.array([ind.objective for ind in pool])
         novelty, competition = novelty_and_competition(
-            pool_behaviors, pool_objectives,
-            self.archive.behaviors, self.archive.objectives, self.k,
+            pool_behaviors,
+            pool_objectives,
+            self.archive.behaviors,
+            self.archive.objectives,
+            self.k,
         )
         for ind, nov, comp in zip(pool, novelty, competition, strict=True):
             ind.fitness.values = (nov, float(comp)) if self.variant == "nslc" else (nov,)
@@ -273,6 +285,7 @@ class NoveltyPopulation:
             "novelty_max": float(novelty[new].max()) if len(new) else 0.0,
             "archive_size": float(len(self.archive)),
             "archive_added": float(added),
-            "threshold": float("nan") if self.archive.threshold is None
+            "threshold": float("nan")
+            if self.archive.threshold is None
             else float(self.archive.threshold),
         }

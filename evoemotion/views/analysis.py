@@ -121,9 +121,7 @@ def _zscore(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x, dtype=float)
 
 
-def correlate(
-    outputs: dict[str, np.ndarray], features: dict[str, np.ndarray]
-) -> list[Correlation]:
+def correlate(outputs: dict[str, np.ndarray], features: dict[str, np.ndarray]) -> list[Correlation]:
     """Correlate every output column with every feature column.
 
     Elites where either value is not finite (e.g. the aesthetic of a flat image) are left
@@ -232,8 +230,7 @@ def summarize_groups(
     for k, name in enumerate(names):
         mask = labels == k
         n = int(mask.sum())
-        mean = {f: float(np.nanmean(v[mask])) if n else float("nan")
-                for f, v in features.items()}
+        mean = {f: float(np.nanmean(v[mask])) if n else float("nan") for f, v in features.items()}
         sd = {f: float(np.nanstd(v[mask])) if n else float("nan") for f, v in features.items()}
         hue = hue_hist[mask].mean(axis=0) if n else np.full(len(HUE_NAMES), np.nan)
         groups.append(GroupSummary(name, n, mean, sd, hue))
@@ -403,8 +400,9 @@ def _agreement_lines(rows: list[Agreement], categorical: bool) -> list[str]:
             else f"{r.name}: n = 0"
             for r in rows
         ]
-    return [f"{r.name}: n = {r.n}, mean |difference| {r.value:.2f}, r = {_fmt(r.extra)}"
-            for r in rows]
+    return [
+        f"{r.name}: n = {r.n}, mean |difference| {r.value:.2f}, r = {_fmt(r.extra)}" for r in rows
+    ]
 
 
 def report(
@@ -444,8 +442,10 @@ def report(
             "",
         ]
     else:
-        lines += ["No valence/arousal/dominance outputs: the colour-emotion equations are "
-                  "not tested.", ""]
+        lines += [
+            "No valence/arousal/dominance outputs: the colour-emotion equations are not tested.",
+            "",
+        ]
     for heading, section in groups.items():
         lines += [f"{heading} (mean ± sd of features, main hues):", *_group_lines(section), ""]
     if correlations:
@@ -460,9 +460,15 @@ def report(
             "",
         ]
     if class_agreement:
-        lines += ["Second classifier (anti-fooling check) by the run's top emotion:",
-                  *_agreement_lines(class_agreement, True), ""]
+        lines += [
+            "Second classifier (anti-fooling check) by the run's top emotion:",
+            *_agreement_lines(class_agreement, True),
+            "",
+        ]
     if axis_agreement:
-        lines += ["Second classifier (anti-fooling check) per axis:",
-                  *_agreement_lines(axis_agreement, False), ""]
+        lines += [
+            "Second classifier (anti-fooling check) per axis:",
+            *_agreement_lines(axis_agreement, False),
+            "",
+        ]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -35,8 +35,18 @@ from evoemotion.objectives import aesthetic
 
 #: Names of the 12 hue bins, each 30° wide and centred on 0°, 30°, ..., 330°.
 HUE_NAMES = (
-    "red", "orange", "yellow", "chartreuse", "green", "spring", "cyan", "azure",
-    "blue", "violet", "magenta", "rose",
+    "red",
+    "orange",
+    "yellow",
+    "chartreuse",
+    "green",
+    "spring",
+    "cyan",
+    "azure",
+    "blue",
+    "violet",
+    "magenta",
+    "rose",
 )
 #: Sobel gradient magnitude (of lightness in 0..1 per pixel step) that counts as an edge.
 EDGE_THRESHOLD = 0.1
@@ -44,8 +54,14 @@ EDGE_THRESHOLD = 0.1
 CHROMA_THRESHOLD = 0.15
 #: Names of the scalar features :func:`image_features` returns, in column order.
 FEATURE_NAMES = (
-    "brightness", "saturation", "colourfulness", "edge_density", "symmetry_lr",
-    "symmetry_tb", "aesthetic", "achromatic",
+    "brightness",
+    "saturation",
+    "colourfulness",
+    "edge_density",
+    "symmetry_lr",
+    "symmetry_tb",
+    "aesthetic",
+    "achromatic",
 )
 _CHUNK = 32
 
@@ -53,9 +69,7 @@ _CHUNK = 32
 def _check_images(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise DataError(
-            f"images must be uint8 (N, H, W, 3); got {images.dtype} {images.shape}"
-        )
+        raise DataError(f"images must be uint8 (N, H, W, 3); got {images.dtype} {images.shape}")
     if images.shape[1] < 3 or images.shape[2] < 3:
         raise DataError(f"images must be at least 3x3 pixels; got {images.shape[1:3]}")
     return images
@@ -234,8 +248,6 @@ def image_features(images: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarra
         for name in FEATURE_NAMES:
             columns[name].append(values[name])
     empty = np.zeros(0)
-    features = {
-        name: np.concatenate(parts) if parts else empty for name, parts in columns.items()
-    }
+    features = {name: np.concatenate(parts) if parts else empty for name, parts in columns.items()}
     hue_hist = np.concatenate(hists) if hists else np.zeros((0, len(HUE_NAMES)))
     return features, hue_hist

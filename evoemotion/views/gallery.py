@@ -106,9 +106,7 @@ def write_gallery(
         picture = np.ascontiguousarray(image(i))
         save_png(folder / "images" / name, picture)
         save_png(folder / "thumbs" / name, _thumbnail(picture, THUMB_SIZE))
-        records.append(
-            {**asdict(elite), "png": f"images/{name}", "thumb": f"thumbs/{name}"}
-        )
+        records.append({**asdict(elite), "png": f"images/{name}", "thumb": f"thumbs/{name}"})
         if progress is not None:
             progress(i + 1)
     payload = {
@@ -138,18 +136,24 @@ def write_gallery(
 def _elite_record(view: RunView, row: int, grid: np.ndarray | None) -> GalleryElite:
     cell = int(view.cells[row])
     fields: list[tuple[str, float | str]] = [
-        (f"objective ({view.spec.objective})", float(view.objective[row])), ("cell", cell)]
+        (f"objective ({view.spec.objective})", float(view.objective[row])),
+        ("cell", cell),
+    ]
     if grid is not None:
         fields.append(("grid coordinates", ",".join(str(int(g)) for g in grid[row])))
     if view.spec.kind in ("va", "vad", "measures"):
-        fields += [(f"measure {name}", float(view.measures[row, j]))
-                   for j, name in enumerate(view.spec.measure_names)]
+        fields += [
+            (f"measure {name}", float(view.measures[row, j]))
+            for j, name in enumerate(view.spec.measure_names)
+        ]
     label = f"cell {cell}"
     if view.class_names:
         top = view.class_names[int(np.argmax(view.probs[row]))]
         label += f" · {top} {float(view.outputs[top][row]):.2f}"
-    outputs = [(name, float(values[row]), *map(float, view.scales[name]))
-               for name, values in view.outputs.items()]
+    outputs = [
+        (name, float(values[row]), *map(float, view.scales[name]))
+        for name, values in view.outputs.items()
+    ]
     return GalleryElite(f"cell{cell:05d}", label, fields, outputs, view.genome_text(row))
 
 
@@ -196,6 +200,12 @@ def run_gallery(
             rendered.update(zip(rows.tolist(), view.render(rows, size), strict=True))
         return rendered[i]
 
-    return write_gallery(folder, title=mosaic_title(view), info=info,
-                         panels=view.panels(top_k=None), elites=elites, image=image,
-                         progress=progress)
+    return write_gallery(
+        folder,
+        title=mosaic_title(view),
+        info=info,
+        panels=view.panels(top_k=None),
+        elites=elites,
+        image=image,
+        progress=progress,
+    )

@@ -107,12 +107,16 @@ def grid_panels(
     panels = []
     for z in slices:
         members = np.flatnonzero(grid_index[:, 2] == z) if z is not None else range(len(objective))
-        title = "" if z is None else (
-            f"{measure_names[2]} {z_edges[z]:.2f} to {z_edges[z + 1]:.2f}"
+        title = (
+            "" if z is None else (f"{measure_names[2]} {z_edges[z]:.2f} to {z_edges[z + 1]:.2f}")
         )
         placements = [
-            Placement(int(i), dims[1] - 1 - int(grid_index[i, 1]), int(grid_index[i, 0]),
-                      f"{objective[i]:.2f}")
+            Placement(
+                int(i),
+                dims[1] - 1 - int(grid_index[i, 1]),
+                int(grid_index[i, 0]),
+                f"{objective[i]:.2f}",
+            )
             for i in members
         ]
         panels.append(Panel(title, rows, cols, measure_names[1], measure_names[0], placements))
@@ -147,9 +151,7 @@ def categorical_panel(
     return Panel("", list(class_names), cols, "top emotion", "rank", placements)
 
 
-def per_class_panel(
-    cell_class: np.ndarray, probs: np.ndarray, class_names: Sequence[str]
-) -> Panel:
+def per_class_panel(cell_class: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) -> Panel:
     """Lay out a per-class archive: one column per emotion holding its cell's elite.
 
     Args:

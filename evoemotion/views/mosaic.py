@@ -48,19 +48,30 @@ def draw_panel(
     fontsize = float(np.clip(ax.figure.get_figwidth() / max(cols, 1) * 8, 5, 9))
     for p in panel.placements:
         top = p.row * height
-        ax.imshow(thumbnails[p.elite],
-                  extent=(p.col + _PAD, p.col + 1 - _PAD, top + 1 - _PAD, top + _PAD))
+        ax.imshow(
+            thumbnails[p.elite], extent=(p.col + _PAD, p.col + 1 - _PAD, top + 1 - _PAD, top + _PAD)
+        )
         if captions:
-            ax.text(p.col + 0.5, top + 1 + _CAPTION / 2, p.caption, ha="center",
-                    va="center", fontsize=fontsize)
+            ax.text(
+                p.col + 0.5,
+                top + 1 + _CAPTION / 2,
+                p.caption,
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+            )
     ax.set_xlim(0, cols)
     ax.set_ylim(rows * height, 0)
     ax.set_aspect("equal")
     ax.set_facecolor("#e8e8e8")
     ax.vlines(np.arange(cols + 1), 0, rows * height, colors="white", linewidth=1)
     ax.hlines(np.arange(rows + 1) * height, 0, cols, colors="white", linewidth=1)
-    ax.set_xticks(np.arange(cols) + 0.5, panel.col_labels, fontsize=fontsize + 1,
-                  rotation=90 if cols > 12 else 0)
+    ax.set_xticks(
+        np.arange(cols) + 0.5,
+        panel.col_labels,
+        fontsize=fontsize + 1,
+        rotation=90 if cols > 12 else 0,
+    )
     ax.set_yticks(np.arange(rows) * height + 0.5, panel.row_labels, fontsize=fontsize + 1)
     ax.tick_params(length=0)
     ax.set_xlabel(panel.col_axis)
@@ -98,14 +109,17 @@ def mosaic_figure(
     cell = _cell_inches(panels[0], width / n_cols)
     height = 1.0 + (_CAPTION if captions else 0.0)
     label_in = 0.5 + 0.07 * max(len(lbl) for p in panels for lbl in p.row_labels or [""])
-    fig = Figure(figsize=(
-        n_cols * (cols * cell + label_in + 0.6),
-        n_rows * (rows * height * cell + 1.1) + (0.5 if title else 0.0),
-    ), layout="constrained")
+    fig = Figure(
+        figsize=(
+            n_cols * (cols * cell + label_in + 0.6),
+            n_rows * (rows * height * cell + 1.1) + (0.5 if title else 0.0),
+        ),
+        layout="constrained",
+    )
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for ax, panel in zip(axes.flat, panels, strict=False):
         draw_panel(ax, panel, thumbnails, captions=captions)
-    for ax in axes.flat[len(panels):]:
+    for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title)

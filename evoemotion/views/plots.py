@@ -106,10 +106,16 @@ def correlation_figure(correlations: Sequence[Correlation], alpha: float) -> Fig
     for (i, o), (j, f) in ((a, b) for a in enumerate(outs) for b in enumerate(feats)):
         c = table[(o, f)]
         if np.isfinite(c.spearman):
-            ax.text(j, i, f"{c.spearman:+.2f}", ha="center", va="center", fontsize=8,
-                    fontweight="bold" if c.p_value < alpha else "normal")
-    ax.set_xticks(range(len(feats)), [f.replace("_", " ") for f in feats], rotation=35,
-                  ha="right")
+            ax.text(
+                j,
+                i,
+                f"{c.spearman:+.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                fontweight="bold" if c.p_value < alpha else "normal",
+            )
+    ax.set_xticks(range(len(feats)), [f.replace("_", " ") for f in feats], rotation=35, ha="right")
     ax.set_yticks(range(len(outs)), outs)
     ax.set_title("Spearman correlation, classifier output vs image feature")
     fig.colorbar(image, ax=ax, shrink=0.8)
@@ -139,12 +145,12 @@ def equations_figure(
     zs = (saturation - saturation.mean()) / (saturation.std() or 1.0)
     for ax, check in zip(axes, checks, strict=False):
         wb, ws = check.expected
-        ax.scatter(wb * zb + ws * zs, outputs[check.axis], s=10, alpha=0.6, c=saturation,
-                   cmap="viridis")
+        ax.scatter(
+            wb * zb + ws * zs, outputs[check.axis], s=10, alpha=0.6, c=saturation, cmap="viridis"
+        )
         ax.set_xlabel(f"{wb:+.2f} z(B) {ws:+.2f} z(S)  (Valdez & Mehrabian)")
         ax.set_ylabel(f"classifier {check.axis}")
-        ax.set_title(f"{check.axis}: r = {check.r_predicted:+.2f} ({check.verdict})",
-                     fontsize=10)
+        ax.set_title(f"{check.axis}: r = {check.r_predicted:+.2f} ({check.verdict})", fontsize=10)
         ax.grid(alpha=0.3)
     return fig
 
@@ -163,8 +169,9 @@ def hue_figure(groups: Sequence[GroupSummary]) -> Figure:
     axes = fig.subplots(len(groups), 1, squeeze=False, sharex=True)[:, 0]
     for ax, group in zip(axes, groups, strict=True):
         ax.bar(range(len(HUE_NAMES)), np.nan_to_num(group.hue), color=colours)
-        ax.set_ylabel(f"{group.name}\n(n={group.n})", rotation=0, ha="right", va="center",
-                      fontsize=9)
+        ax.set_ylabel(
+            f"{group.name}\n(n={group.n})", rotation=0, ha="right", va="center", fontsize=9
+        )
         ax.set_ylim(0, 1)
         ax.set_yticks([0, 0.5, 1])
         ax.tick_params(labelsize=8)
@@ -191,14 +198,16 @@ def _vad_heatmaps(fig: Figure, view: RunView, vmin: float, vmax: float) -> None:
             ax.set_visible(False)
             continue
         members = grid[:, 2] == z
-        frame = pd.DataFrame({
-            "index": plane.grid_to_int_index(grid[members, :2]),
-            "objective": view.objective[members],
-        })
-        grid_archive_heatmap(plane, ax, df=frame, vmin=vmin, vmax=vmax,
-                             cbar="auto" if z == slices - 1 else None)
-        ax.set_title(f"{spec.measure_names[2]} {edges[z]:.1f} to {edges[z + 1]:.1f}",
-                     fontsize=9)
+        frame = pd.DataFrame(
+            {
+                "index": plane.grid_to_int_index(grid[members, :2]),
+                "objective": view.objective[members],
+            }
+        )
+        grid_archive_heatmap(
+            plane, ax, df=frame, vmin=vmin, vmax=vmax, cbar="auto" if z == slices - 1 else None
+        )
+        ax.set_title(f"{spec.measure_names[2]} {edges[z]:.1f} to {edges[z + 1]:.1f}", fontsize=9)
         ax.set_xlabel(spec.measure_names[0])
         ax.set_ylabel(spec.measure_names[1])
 
@@ -226,25 +235,36 @@ def heatmap_figure(view: RunView) -> Figure:
     if vmax - vmin < 1e-9:
         vmin, vmax = vmin - 0.05, vmax + 0.05
     if spec.kind == "vad":
-        fig = Figure(figsize=(3.2 * min(5, spec.dims[2]) + 1.0,
-                              2.9 * -(-spec.dims[2] // 5) + 0.6), layout="constrained")
+        fig = Figure(
+            figsize=(3.2 * min(5, spec.dims[2]) + 1.0, 2.9 * -(-spec.dims[2] // 5) + 0.6),
+            layout="constrained",
+        )
         _vad_heatmaps(fig, view, vmin, vmax)
     elif spec.kind == "categorical":
         fig = Figure(figsize=(1.2 * len(spec.measure_names) + 2.0, 4.2), layout="constrained")
         ax = fig.subplots()
-        parallel_axes_plot(view.archive, ax,
-                           measure_order=list(enumerate(spec.measure_names)),
-                           vmin=vmin, vmax=vmax, sort_archive=True,
-                           cbar_kwargs={"label": spec.objective})
+        parallel_axes_plot(
+            view.archive,
+            ax,
+            measure_order=list(enumerate(spec.measure_names)),
+            vmin=vmin,
+            vmax=vmax,
+            sort_archive=True,
+            cbar_kwargs={"label": spec.objective},
+        )
     else:
-        fig = Figure(figsize=(7.0, 5.6 if spec.kind != "per-class" else 3.2),
-                     layout="constrained")
+        fig = Figure(figsize=(7.0, 5.6 if spec.kind != "per-class" else 3.2), layout="constrained")
         ax = fig.subplots()
-        grid_archive_heatmap(view.archive, ax, vmin=vmin, vmax=vmax,
-                             cbar_kwargs={"label": spec.objective})
+        grid_archive_heatmap(
+            view.archive, ax, vmin=vmin, vmax=vmax, cbar_kwargs={"label": spec.objective}
+        )
         if spec.kind == "per-class":
-            ax.set_xticks(np.arange(len(spec.measure_names)) + 0.5, spec.measure_names,
-                          rotation=30, ha="right")
+            ax.set_xticks(
+                np.arange(len(spec.measure_names)) + 0.5,
+                spec.measure_names,
+                rotation=30,
+                ha="right",
+            )
             ax.set_yticks([])
             ax.set_xlabel("cell (objective p_k)")
         else:
@@ -255,14 +275,15 @@ def heatmap_figure(view: RunView) -> Figure:
 
 
 #: ``metrics.csv`` columns drawn against evaluations: (column, title).
-CURVES = (("qd_score", "QD score"), ("coverage", "coverage"),
-          ("max_objective", "best objective"))
+CURVES = (("qd_score", "QD score"), ("coverage", "coverage"), ("max_objective", "best objective"))
 
 
 def mosaic_title(view: RunView) -> str:
     """Title of a run's mosaic: folder, archive, elites, cells and iteration."""
-    return (f"{view.name}: {view.spec.kind} archive, {len(view)} elites in "
-            f"{view.spec.cells} cells, iteration {view.iteration}")
+    return (
+        f"{view.name}: {view.spec.kind} archive, {len(view)} elites in "
+        f"{view.spec.cells} cells, iteration {view.iteration}"
+    )
 
 
 def plot_run(

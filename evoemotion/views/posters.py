@@ -41,15 +41,19 @@ def _cell_rows(view: RunView, cell: str) -> int:
         ) from None
     if len(parts) > 1:
         if view.spec.dims is None or len(parts) != len(view.spec.dims):
-            raise ConfigError(f"--cell {text}: this {view.spec.kind} archive has no "
-                              f"{len(parts)}-D grid coordinates")
+            raise ConfigError(
+                f"--cell {text}: this {view.spec.kind} archive has no "
+                f"{len(parts)}-D grid coordinates"
+            )
         if any(not 0 <= p < d for p, d in zip(parts, view.spec.dims, strict=True)):
             raise ConfigError(f"--cell {text}: coordinates outside the grid {view.spec.dims}")
         parts = [int(view.archive.grid_to_int_index([parts])[0])]
     matches = np.flatnonzero(view.cells == parts[0])
     if not len(matches):
-        raise ConfigError(f"--cell {text}: cell {parts[0]} holds no elite (the archive has "
-                          f"{len(view)} elites; see elites.csv or the gallery for cells)")
+        raise ConfigError(
+            f"--cell {text}: cell {parts[0]} holds no elite (the archive has "
+            f"{len(view)} elites; see elites.csv or the gallery for cells)"
+        )
     return int(matches[0])
 
 
@@ -125,8 +129,12 @@ def render_posters(
         path = folder / f"{stem}-{size}px.png"
         save_png(path, image)
         write_genome(
-            folder / f"{stem}.json", view.genotype, genome, run=str(view.path),
-            cell=int(view.cells[row]), objective=float(view.objective[row]),
+            folder / f"{stem}.json",
+            view.genotype,
+            genome,
+            run=str(view.path),
+            cell=int(view.cells[row]),
+            objective=float(view.objective[row]),
             outputs={name: float(values[row]) for name, values in view.outputs.items()},
         )
         written.append(path)

@@ -149,8 +149,13 @@ class RunView:
             return [categorical_panel(self.probs, self.class_names, top_k)]
         if kind == "per-class":
             return [per_class_panel(self.grid_index()[:, 0], self.probs, self.class_names)]
-        return grid_panels(self.grid_index(), self.spec.dims, self.spec.ranges,
-                           self.spec.measure_names, self.objective)
+        return grid_panels(
+            self.grid_index(),
+            self.spec.dims,
+            self.spec.ranges,
+            self.spec.measure_names,
+            self.objective,
+        )
 
     def metrics(self) -> dict[str, np.ndarray]:
         """Read ``metrics.csv`` (every iteration written so far) as float columns.

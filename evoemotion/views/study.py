@@ -86,8 +86,14 @@ def _confirm(view: RunView, scorer: Scorer, progress: Callable[[int], None] | No
 def _table(view: RunView, features, hue_hist, confirm) -> bytes:
     # A recorded output that is also a feature (the aesthetic objective) is in "objective".
     names = [n for n in view.outputs if n not in FEATURE_NAMES]
-    header = ["cell", "objective", *names, *FEATURE_NAMES,
-              *(f"hue_{h}" for h in HUE_NAMES), "dominant_hues"]
+    header = [
+        "cell",
+        "objective",
+        *names,
+        *FEATURE_NAMES,
+        *(f"hue_{h}" for h in HUE_NAMES),
+        "dominant_hues",
+    ]
     header += [f"confirm_{n}" for n in confirm]
     if confirm and view.class_names:
         header.append("confirm_agrees")
@@ -145,37 +151,47 @@ def analyze_run(
     axes = [a for a in AXES if a in view.outputs]
     emotions = {n: view.outputs[n] for n in view.class_names + axes}
     correlations = analysis.correlate(emotions, features)
-    checks = analysis.check_equations(emotions, features["brightness"],
-                                      features["saturation"])
+    checks = analysis.check_equations(emotions, features["brightness"], features["saturation"])
     groups = {}
     if view.class_names:
         groups["Elites by top emotion"] = analysis.summarize_groups(
-            np.argmax(view.probs, axis=1), view.class_names, features, hue_hist)
+            np.argmax(view.probs, axis=1), view.class_names, features, hue_hist
+        )
     for axis in axes:
         labels, names = analysis.axis_bands(view.outputs[axis], *view.scales[axis])
         groups[f"Elites along {axis}"] = analysis.summarize_groups(
-            labels, [f"{axis} {n}" for n in names], features, hue_hist)
+            labels, [f"{axis} {n}" for n in names], features, hue_hist
+        )
     confirmed, class_rows, axis_rows = ({}, [], [])
     if confirm is not None:
         counted = None if progress is None else (lambda done: progress(len(view) + done))
         confirmed, class_rows, axis_rows = _confirm(view, confirm, counted)
-    title = (f"{view.name}: {view.spec.kind} archive, iteration {view.iteration}, features on "
-             f"{size}x{size} renders")
+    title = (
+        f"{view.name}: {view.spec.kind} archive, iteration {view.iteration}, features on "
+        f"{size}x{size} renders"
+    )
     text = analysis.report(
-        title=title, n_elites=len(view), correlations=correlations, checks=checks,
-        groups=groups, class_agreement=class_rows, axis_agreement=axis_rows,
+        title=title,
+        n_elites=len(view),
+        correlations=correlations,
+        checks=checks,
+        groups=groups,
+        class_agreement=class_rows,
+        axis_agreement=axis_rows,
     )
     study = Study(text, [], features, checks, class_rows, axis_rows)
     atomic_write(folder / "analysis.csv", _table(view, features, hue_hist, confirmed))
     atomic_write(folder / "report.txt", text.encode("utf-8"))
     study.files += [folder / "analysis.csv", folder / "report.txt"]
     alpha = analysis.ALPHA / max(1, len(correlations))
-    study.files.append(save_figure(correlation_figure(correlations, alpha),
-                                   folder / "correlations", fmt))
+    study.files.append(
+        save_figure(correlation_figure(correlations, alpha), folder / "correlations", fmt)
+    )
     if checks:
         fig = equations_figure(checks, emotions, features["brightness"], features["saturation"])
         study.files.append(save_figure(fig, folder / "equations", fmt))
     if view.class_names:
-        study.files.append(save_figure(hue_figure(groups["Elites by top emotion"]),
-                                       folder / "hues", fmt))
+        study.files.append(
+            save_figure(hue_figure(groups["Elites by top emotion"]), folder / "hues", fmt)
+        )
     return study
