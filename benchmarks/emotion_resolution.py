@@ -53,8 +53,10 @@ def main() -> None:
     else:
         print(f"no real data at {data_root()}: speed only")
     print(f"model {args.model} ({model.info.name}, native {model.input_size} px), {args.device}")
-    print(f"{'size':>5} {'img/s f32':>10} {'ratio':>6} {'img/s bf16':>11} {'ratio':>6}"
-          f" {'E6 acc':>7} {'E6 VA MSE':>10}")
+    print(
+        f"{'size':>5} {'img/s f32':>10} {'ratio':>6} {'img/s bf16':>11} {'ratio':>6}"
+        f" {'E6 acc':>7} {'E6 VA MSE':>10}"
+    )
     base = None
     for size in sizes:
         f32 = images_per_second(model, size, False, args.batches, args.batch_size)

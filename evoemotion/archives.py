@@ -132,11 +132,6 @@ class ArchiveSpec:
         return int(np.prod(self.dims))
 
     @property
-    def measure_dim(self) -> int:
-        """Number of measure axes of the archive."""
-        return 1 if self.kind == "per-class" else len(self.measure_names)
-
-    @property
     def measure_columns(self) -> list[str]:
         """Column names of the measures in ``elites.csv``."""
         if self.kind == "per-class":

@@ -178,7 +178,7 @@ def test_local_weight_file_is_loaded(tmp_path):
 def test_bundled_default_loads_offline_and_scores_a_batch():
     assert DEFAULT_CHECKPOINT.is_file()
     model = load_model("default")
-    assert model.info.name == "efficientnet_lite0"
+    assert model.info.name == "efficientnet_lite0_ms" and model.info.weights == "imagenet"
     assert len(model.class_names) == 7 and "neutral" in model.class_names
     assert model.regression_names == ["valence", "arousal", "dominance"]
     images = _images(4, 64, 64, seed=5)

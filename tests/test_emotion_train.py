@@ -30,6 +30,9 @@ def tiny_config(tmp_path, **changes) -> TrainConfig:
         "weights": "none",
         "heads": ["categorical", "va"],
         "views": ["full", "flip"],
+        "hidden": 0,
+        "dropout": 0.0,
+        "l2": 1e-3,
         "size": 32,
         "epochs": 40,
         "patience": 40,
@@ -121,9 +124,10 @@ def test_train_saves_split_metrics_and_evaluates_same_test_rows(tmp_path, warm_c
 
 
 def test_training_is_deterministic_and_checks_targets(tmp_path, warm_cool):
-    a = train([warm_cool], tiny_config(tmp_path, epochs=5))
-    b = train([warm_cool], tiny_config(tmp_path, epochs=5))
+    a = train([warm_cool], tiny_config(tmp_path, epochs=5, extra_sizes=[24]))
+    b = train([warm_cool], tiny_config(tmp_path, epochs=5, extra_sizes=[24]))
     assert a.identity == b.identity
+    assert a.metadata["metrics"]["test@24px"]["labels"]["n"] == 4  # also scored at 24 px
     with pytest.raises(ConfigError, match="head 'vad' has no training data for dominance"):
         no_d = warm_cool.subset(range(len(warm_cool)))
         no_d.values["dominance"][:] = np.nan

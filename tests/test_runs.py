@@ -180,7 +180,7 @@ def test_cli_run_and_resume_write_a_complete_run_folder(classifier, tmp_path, ca
 
 
 def test_the_readme_command_defaults_run_on_the_bundled_classifier(tmp_path):
-    config = RunConfig(iterations=1, batch_size=4, chunk_size=4, render_size=32,
+    config = RunConfig(iterations=1, batch_size=8, chunk_size=8, render_size=32,
                        score_size=32, cells=8, device="cpu")
     assert config.classifiers == ["default"] and config.genotype == "cppn"
     run = start_run(config, tmp_path / "default")

@@ -75,7 +75,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         help=f"backbone weights: imagenet, none, or a state_dict file {from_defaults}",
     )
     parser.add_argument(
-        "--hidden", type=int, default=512, help=f"head hidden width, 0 = linear {from_defaults}"
+        "--hidden", type=int, default=128, help=f"head hidden width, 0 = linear {from_defaults}"
     )
     parser.add_argument("--dropout", type=float, default=0.5, help=f"head dropout {from_defaults}")
     parser.add_argument(
@@ -87,18 +87,24 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--size", type=int, default=None, help="input side in px (default: the backbone's)"
     )
+    parser.add_argument(
+        "--extra-sizes",
+        default="",
+        help="comma-separated further input sides also trained on (e.g. 128: heads that "
+        "score well at that lower resolution too)",
+    )
     parser.add_argument("--epochs", type=int, default=300, help=f"max head epochs {from_defaults}")
     parser.add_argument(
-        "--lr", type=float, default=1e-3, help=f"head learning rate {from_defaults}"
+        "--lr", type=float, default=2e-3, help=f"head learning rate {from_defaults}"
     )
     parser.add_argument(
         "--l2", type=float, default=0.03, help=f"L2 penalty on head weights {from_defaults}"
     )
     parser.add_argument(
-        "--patience", type=int, default=30, help=f"early-stopping patience {from_defaults}"
+        "--patience", type=int, default=20, help=f"early-stopping patience {from_defaults}"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=256, help=f"head minibatch size {from_defaults}"
+        "--batch-size", type=int, default=512, help=f"head minibatch size {from_defaults}"
     )
     parser.add_argument(
         "--seed", type=int, default=0, help=f"split and training seed {from_defaults}"
@@ -230,6 +236,16 @@ def _load_datasets(args, specs: list[str]) -> list:
     return datasets
 
 
+def _sizes(text: str) -> list[int]:
+    """Parse ``--extra-sizes``."""
+    from evoemotion.errors import ConfigError
+
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise ConfigError(f"--extra-sizes {text!r} must be integers like 128,160") from err
+
+
 def _config(args, heads: list[str]):
     from evoemotion.emotion.train import TrainConfig
     from evoemotion.errors import ConfigError
@@ -248,6 +264,7 @@ def _config(args, heads: list[str]):
         dropout=args.dropout,
         views=[v.strip() for v in args.views.split(",") if v.strip()],
         size=args.size,
+        extra_sizes=_sizes(args.extra_sizes),
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

@@ -15,6 +15,7 @@ the model's metadata, so evaluation later uses exactly the held-out test rows.
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -51,6 +52,9 @@ class TrainConfig:
         dropout: Head dropout.
         views: Views of each training image whose features are training rows.
         size: Input side for training and for the stored recommendation; None: native.
+        extra_sizes: Further input sides whose features are added as training and validation
+            rows (multi-resolution training), so the heads also work when scoring below the
+            native size; test metrics are reported at each of them too.
         epochs: Maximum head-training epochs.
         batch_size: Head-training minibatch size.
         lr: Head learning rate (AdamW).
@@ -70,15 +74,16 @@ class TrainConfig:
     backbone: str = "efficientnet_lite0_ms"
     weights: str = "imagenet"
     heads: list[str] = field(default_factory=lambda: ["categorical", "va"])
-    hidden: int = 512
+    hidden: int = 128
     dropout: float = 0.5
     views: list[str] = field(default_factory=lambda: ["full", "flip"])
     size: int | None = None
+    extra_sizes: list[int] = field(default_factory=list)
     epochs: int = 300
-    batch_size: int = 256
-    lr: float = 1e-3
+    batch_size: int = 512
+    lr: float = 2e-3
     l2: float = 0.03
-    patience: int = 30
+    patience: int = 20
     seed: int = 0
     fractions: tuple[float, float, float] = SPLIT_FRACTIONS
     finetune: bool = False
@@ -104,8 +109,9 @@ class TrainConfig:
             raise ConfigError(f"l2 must be >= 0, got {self.l2}")
         if self.hidden < 0 or not 0 <= self.dropout < 1:
             raise ConfigError(f"hidden {self.hidden} / dropout {self.dropout} out of range")
-        if self.size is not None and self.size < 16:
-            raise ConfigError(f"size must be >= 16 px, got {self.size}")
+        for size in [self.size or 16, *self.extra_sizes]:
+            if size < 16:
+                raise ConfigError(f"input sizes must be >= 16 px, got {size}")
 
 
 @dataclass
@@ -175,8 +181,9 @@ def gather_rows(
     views: list[str],
     config: TrainConfig,
     progress: Progress | None = None,
+    sizes: list[int | None] | None = None,
 ) -> Rows:
-    """Features (one row per image and view) and targets of one split part of every dataset.
+    """Features (one row per image, view and size) and targets of one split part of datasets.
 
     Args:
         model: Model whose backbone embeds.
@@ -184,32 +191,34 @@ def gather_rows(
         parts: Dataset name -> split part -> row indices.
         part: ``"train"``, ``"val"`` or ``"test"``.
         views: Views to stack.
-        config: Size, precision and cache settings.
+        config: Precision and cache settings (and the size when ``sizes`` is not given).
         progress: Progress callback.
+        sizes: Input sides to stack (None: the model's native size); default
+            ``[config.size]``.
 
     Returns:
         The stacked rows.
     """
     n_classes = len(class_names_of(datasets))
-    total = sum(len(parts[d.name][part]) for d in datasets) * len(views)
+    sizes = sizes or [config.size]
+    total = sum(len(parts[d.name][part]) for d in datasets) * len(views) * len(sizes)
     feats, probs, values = [], [], []
-    for data in datasets:
+    for data, view, size in itertools.product(datasets, views, sizes):
         rows = parts[data.name][part]
         p, v = targets(data, rows, n_classes)
-        for view in views:
-            feats.append(
-                extract_features(
-                    model,
-                    [data.path(i) for i in rows],
-                    view=view,
-                    size=config.size,
-                    autocast=config.autocast,
-                    cache_dir=False if config.cache_dir == "" else config.cache_dir,
-                    progress=progress and (lambda k: progress(f"features {part}", k, total, None)),
-                )
+        feats.append(
+            extract_features(
+                model,
+                [data.path(i) for i in rows],
+                view=view,
+                size=size,
+                autocast=config.autocast,
+                cache_dir=False if config.cache_dir == "" else config.cache_dir,
+                progress=progress and (lambda k: progress(f"features {part}", k, total, None)),
             )
-            probs.append(p)
-            values.append(v)
+        )
+        probs.append(p)
+        values.append(v)
     return Rows(np.concatenate(feats), np.concatenate(probs), np.concatenate(values))
 
 
@@ -433,24 +442,27 @@ def train(
         config.backbone, config.heads, class_names, config.weights, config.hidden, config.dropout
     ).to(resolve_device(config.device))
     parts = {d.name: split_indices(d, config.seed, config.fractions) for d in datasets}
-    train_rows = gather_rows(model, datasets, parts, "train", config.views, config, progress)
-    val_rows = gather_rows(model, datasets, parts, "val", ["full"], config, progress)
+    sizes = [config.size, *config.extra_sizes]
+    train_rows = gather_rows(model, datasets, parts, "train", config.views, config, progress, sizes)
+    val_rows = gather_rows(model, datasets, parts, "val", ["full"], config, progress, sizes)
     history = fit_heads(model, train_rows, val_rows, config, progress)
     if config.finetune:
         finetune(model, datasets, parts, config, progress)
+    evaluations = [("val", config.size), ("test", config.size)]
+    evaluations += [("test", size) for size in config.extra_sizes]
     metrics = {
-        part: {
+        part if size == config.size else f"{part}@{size}px": {
             d.name: evaluate_rows(
                 model,
                 d,
                 parts[d.name][part],
-                size=config.size,
+                size=size,
                 autocast=config.autocast,
                 cache_dir=config.cache_dir,
             )
             for d in datasets
         }
-        for part in ("val", "test")
+        for part, size in evaluations
     }
     model.metadata.update(
         {

@@ -145,7 +145,8 @@ class MapElites(ArchiveSearch):
             the genotype has crossover, else 0.
 
     Raises:
-        ConfigError: An unknown emitter, or a vector emitter for object genomes.
+        ConfigError: An unknown emitter, a vector emitter for object genomes, or fewer
+            than 2 genomes per CMA-ME emitter.
     """
 
     name = "map-elites"
@@ -178,6 +179,9 @@ class MapElites(ArchiveSearch):
             crossover_prob = 0.2 if genotype.has_crossover else 0.0
         self.emitter_name = emitter
         sizes = split_batch(batch_size, emitters)
+        if emitter == "cma-me" and min(sizes) < 2:
+            raise ConfigError(f"CMA-ME needs at least 2 genomes per emitter: batch size "
+                              f"{batch_size} over {emitters} emitters is too few")
         seeds = self.child_seeds(len(sizes))
         self.emitters = [
             self._make_emitter(emitter, size, s, sigma, line_sigma, crossover_prob)
