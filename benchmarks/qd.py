@@ -58,7 +58,8 @@ def main() -> None:
                              cells=args.cells, seed=0)
     budget = args.iterations * args.batch_size
     print(f"archive {args.archive} ({spec.cells} cells, objective {spec.objective}), "
-          f"classifier {args.classifier}, {budget} evaluations per run, seeds 0..{args.seeds - 1}")
+          f"classifier {args.classifier} ({model.identity[:12]}), {budget} evaluations per "
+          f"run, seeds 0..{args.seeds - 1}")
     print("| genotype | algorithm | QD score | QD sd | coverage | best objective | "
           "QD / random | s per run |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")

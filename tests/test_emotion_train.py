@@ -106,7 +106,9 @@ def test_views_and_feature_cache(tmp_path, warm_cool):
 
 
 def test_train_saves_split_metrics_and_evaluates_same_test_rows(tmp_path, warm_cool):
-    model = train([warm_cool], tiny_config(tmp_path), specs=["csv:labels.csv"])
+    # real ImageNet features (offline, from the PyPI package) tell red from blue reliably
+    config = tiny_config(tmp_path, backbone="efficientnet_lite0", weights="imagenet")
+    model = train([warm_cool], config, specs=["csv:labels.csv"])
     meta = model.metadata
     split = meta["split"]["datasets"]["labels"]
     assert len(split["test"]) == 4 and len(split["val"]) == 4 and split["n_train"] == 8

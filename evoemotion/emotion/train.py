@@ -308,7 +308,10 @@ def fit_heads(
                 layer.reset_parameters()
     x = torch.as_tensor(train.features, device=device)
     model.feature_mean.copy_(x.mean(dim=0))
-    model.feature_scale.copy_(x.std(dim=0).clamp_min(1e-6))
+    # near-constant features must not be blown up into noise: floor their scale at a
+    # twentieth of the typical feature spread
+    std = x.std(dim=0)
+    model.feature_scale.copy_(std.clamp_min(0.05 * float(std.mean()) + 1e-12))
 
     def tensors(rows: Rows) -> tuple[torch.Tensor, ...]:
         return tuple(
