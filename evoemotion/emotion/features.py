@@ -10,8 +10,8 @@ while the image file's path, size and modification time are unchanged.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from evoemotion.atomic import atomic_write
 from evoemotion.emotion.datasets import read_image
 from evoemotion.emotion.model import EmotionModel
 
@@ -89,17 +90,9 @@ def _load_cache(path: Path) -> dict[str, np.ndarray]:
 
 
 def _save_cache(path: Path, rows: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, keys=np.array(list(rows)), features=np.stack(list(rows.values())))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.savez(buffer, keys=np.array(list(rows)), features=np.stack(list(rows.values())))
+    atomic_write(path, buffer.getvalue())
 
 
 @torch.inference_mode()

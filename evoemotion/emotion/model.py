@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evoemotion import __version__
+from evoemotion.atomic import atomic_write
 from evoemotion.emotion.backbones import BackboneInfo, build_backbone
 from evoemotion.errors import CheckpointError, ConfigError
 
@@ -415,17 +415,7 @@ def save_model(
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     data = buffer.getvalue()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
     model._identity = hashlib.sha256(data).hexdigest()
     return path
 
