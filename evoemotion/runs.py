@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from evoemotion.atomic import atomic_write
 from evoemotion.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
@@ -48,31 +49,6 @@ RUN_FORMAT = "evoemotion-run"
 
 #: First bytes of a checkpoint file; a sha256 hex of the pickle follows on the same line.
 CHECKPOINT_MAGIC = b"EVOEMOTION-RUN-CHECKPOINT 1 "
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename.
-
-    Args:
-        path: Destination file.
-        data: The bytes to write.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _csv_bytes(header: list[str], rows: list[list[Any]]) -> bytes:

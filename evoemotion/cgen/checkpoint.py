@@ -24,12 +24,12 @@ from typing import Any
 import torch
 
 from evoemotion import __version__
+from evoemotion.atomic import atomic_write
 from evoemotion.cgen.config import Architecture
 from evoemotion.cgen.network import ConditionalGenerator
 from evoemotion.cgen.targets import TargetSpace
 from evoemotion.errors import CheckpointError, EvoEmotionError
 from evoemotion.experiment import classifier_record
-from evoemotion.runs import atomic_write
 
 #: Marker of an evoemotion generator checkpoint, and the layout version written.
 CHECKPOINT_FORMAT = "evoemotion-cgen"

@@ -495,9 +495,9 @@ def _describe_grid(space: Any, columns: int, rows: int) -> str:
 
 def evaluate_command(args: argparse.Namespace) -> int:
     """Handle ``evoemotion cgen evaluate``."""
+    from evoemotion.atomic import atomic_write
     from evoemotion.cgen import evaluate, load_generator
     from evoemotion.emotion import load_model
-    from evoemotion.runs import atomic_write
     from evoemotion.scoring import Scorer, resolve_device
 
     device = resolve_device(args.device)

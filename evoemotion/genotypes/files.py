@@ -42,7 +42,7 @@ def write_genome(
         genome: the genome.
         **extra: further JSON-able keys to store.
     """
-    from evoemotion.runs import atomic_write
+    from evoemotion.atomic import atomic_write
 
     text = json.dumps(genome_document(genotype, genome, **extra), indent=1) + "\n"
     atomic_write(Path(path), text.encode())

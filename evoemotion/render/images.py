@@ -48,7 +48,7 @@ def save_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
     """
     from PIL import Image
 
-    from evoemotion.runs import atomic_write
+    from evoemotion.atomic import atomic_write
 
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from evoemotion.atomic import atomic_write
 from evoemotion.render.images import save_png
-from evoemotion.runs import atomic_write
 from evoemotion.views.layout import Panel
 
 if TYPE_CHECKING:

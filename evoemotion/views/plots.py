@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
+from evoemotion.atomic import atomic_write
 from evoemotion.errors import ConfigError
-from evoemotion.runs import atomic_write
 from evoemotion.views.analysis import Correlation, EquationCheck, GroupSummary
 from evoemotion.views.features import HUE_NAMES
 from evoemotion.views.mosaic import mosaic_figure

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from evoemotion.atomic import atomic_write
 from evoemotion.errors import ConfigError
-from evoemotion.runs import atomic_write
 from evoemotion.views import analysis
 from evoemotion.views.features import FEATURE_NAMES, HUE_NAMES, dominant_hues, image_features
 from evoemotion.views.plots import (
