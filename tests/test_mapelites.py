@@ -140,4 +140,5 @@ def test_make_search_rejects_unknown_algorithms_and_options(scorer):
     with pytest.raises(ConfigError, match="--emitters"):
         MapElites(genotype=load_genotype("cppn"), spec=spec, batch_size=4, seed=0, emitters=5)
     with pytest.raises(ConfigError, match="at least 2 genomes per emitter"):
-        MapElites(genotype=load_genotype("cppn"), spec=spec, batch_size=6, seed=0, emitters=4)
+        MapElites(genotype=load_genotype("cppn"), spec=spec, batch_size=6, seed=0, emitters=4,
+                  emitter="cma-me")

@@ -52,11 +52,13 @@ def without_time(rows):
     return [{k: v for k, v in row.items() if k != "wall_time"} for row in rows]
 
 
-def test_resumed_run_equals_the_uninterrupted_run(classifier, tmp_path):
-    whole = start_run(tiny_config(classifier), tmp_path / "whole")
+@pytest.mark.parametrize("emitter", ["cma-me", "iso-line"])
+def test_resumed_run_equals_the_uninterrupted_run(classifier, tmp_path, emitter):
+    config = tiny_config(classifier, options={"emitter": emitter})
+    whole = start_run(config, tmp_path / "whole")
     run_iterations(whole.folder, whole.state, whole.evaluator, iterations=4)
 
-    parted = start_run(tiny_config(classifier), tmp_path / "parted")
+    parted = start_run(config, tmp_path / "parted")
     run_iterations(parted.folder, parted.state, parted.evaluator, iterations=2)
     # Killed after a third iteration whose metrics were written but never checkpointed.
     parted.folder.append_metrics(parted.state.step(parted.evaluator))

@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="MAP-Elites emitter: cma-me, iso-line, gaussian (flat-vector "
         "genotypes) or genome (the genotype's own mutation/crossover); default "
-        "cma-me for cppn, genome otherwise",
+        "iso-line for cppn, genome otherwise",
     )
     run.add_argument(
         "--emitters",
