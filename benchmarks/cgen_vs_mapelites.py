@@ -3,8 +3,9 @@
 Both methods get the same wall-clock budget on the same classifier, scoring resolution and
 ``va`` grid (:func:`evoemotion.archives.make_archive_spec`):
 
-* MAP-Elites (``cppn`` genotype, CMA-ME emitters, as ``evoemotion run --archive va``) and
-  the random baseline step until the budget is spent; their cells are the archive's elites.
+* MAP-Elites (``cppn`` genotype, ``--emitter``, default CMA-ME, otherwise as ``evoemotion
+  run --archive va``) and the random baseline step until the budget is spent; their cells
+  are the archive's elites.
 * The conditional generator is first evaluated untrained on every cell (``latents``
   images per cell centre, :func:`evoemotion.cgen.evaluate`: the baseline row, which also
   times one evaluation); it then trains for the budget minus that time and is evaluated
@@ -17,7 +18,7 @@ for the generator the fraction of cells reached and the mean absolute V/A error 
 images; then a cell-for-cell table: cells both fill, only MAP-Elites, only the generator.
 
     python benchmarks/cgen_vs_mapelites.py [--budget 300] [--cells 10] [--seed 0]
-        [--classifier default] [--latents 4] [--device auto]
+        [--classifier default] [--emitter cma-me] [--latents 4] [--device auto]
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=10, help="bins per axis of the va grid")
     parser.add_argument("--seed", type=int, default=0, help="seed of every method")
     parser.add_argument("--classifier", default="default", help="checkpoint or 'default'")
+    parser.add_argument("--emitter", default="cma-me", help="MAP-Elites emitter")
     parser.add_argument("--latents", type=int, default=4, help="generator images per cell")
     parser.add_argument("--diversity-weight", type=float, default=TrainConfig().diversity_weight,
                         help="generator's mode-seeking weight")
@@ -113,9 +115,9 @@ def main() -> None:
     print(f"classifier {args.classifier}, va grid {args.cells}x{args.cells} over "
           f"{spec.ranges}, budget {args.budget:.0f} s per method, render {args.render_size} "
           f"px, score {args.score_size} px, seed {args.seed}, device {scorer.device}\n")
+    mapelites = f"MAP-Elites {args.emitter}"
     results = {
-        "MAP-Elites CMA-ME": run_search("map-elites", {"emitter": "cma-me"}, spec, scorer,
-                                        args),
+        mapelites: run_search("map-elites", {"emitter": args.emitter}, spec, scorer, args),
         "random": run_search("random", {}, spec, scorer, args),
     }
     results["cgen untrained"], results["cgen trained"] = run_generator(model, spec, scorer,
@@ -130,10 +132,10 @@ def main() -> None:
               f"| {len(row['cells']) / spec.cells:.3f} | {reached} | {mae} | {diversity} |")
     print(f"\n| cells (of {spec.cells}) | both | MAP-Elites only | cgen only |")
     print("|---|---:|---:|---:|")
-    elites = results["MAP-Elites CMA-ME"]["cells"]
+    elites = results[mapelites]["cells"]
     for label in ("cgen untrained", "cgen trained"):
         generated = results[label]["cells"]
-        print(f"| MAP-Elites CMA-ME vs {label} | {len(elites & generated)} "
+        print(f"| {mapelites} vs {label} | {len(elites & generated)} "
               f"| {len(elites - generated)} | {len(generated - elites)} |")
 
 
