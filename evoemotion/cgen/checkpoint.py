@@ -28,6 +28,7 @@ from evoemotion.atomic import atomic_write
 from evoemotion.cgen.config import Architecture
 from evoemotion.cgen.network import ConditionalGenerator
 from evoemotion.cgen.targets import TargetSpace
+from evoemotion.emotion.model import load_torch_checkpoint
 from evoemotion.errors import CheckpointError, EvoEmotionError
 from evoemotion.experiment import classifier_record
 
@@ -134,20 +135,13 @@ def load_generator(
             naming the file).
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"generator file {path} not found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - every unpickling failure means a bad file
-        reason = (str(err).splitlines() or [type(err).__name__])[0][:160]
-        raise CheckpointError(f"{path} is not a readable generator checkpoint ({reason})") from None
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not an evoemotion generator checkpoint")
-    if int(data.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has generator format {data['format_version']}, newer "
-            f"than this evoemotion's ({FORMAT_VERSION}); upgrade evoemotion"
-        )
+    data, _ = load_torch_checkpoint(
+        path,
+        file_format=CHECKPOINT_FORMAT,
+        max_version=FORMAT_VERSION,
+        kind="generator",
+        label="generator",
+    )
     try:
         space = TargetSpace.from_dict(data["target"])
         generator = ConditionalGenerator(space, Architecture.from_dict(data["architecture"]))

@@ -427,6 +427,43 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
+def load_torch_checkpoint(
+    path: Path, *, file_format: str, max_version: int, kind: str, label: str
+) -> tuple[dict, bytes]:
+    """Read an evoemotion ``torch.save`` file safely (``weights_only``) and check its format.
+
+    Args:
+        path: The file.
+        file_format: The ``"format"`` tag the file must carry.
+        max_version: The newest ``"format_version"`` this evoemotion reads.
+        kind: What the file is, for messages (``"model"``, ``"generator"``).
+        label: The evoemotion name of the format, for messages (``"emotion-model"``).
+
+    Returns:
+        The checkpoint dict and the raw file bytes.
+
+    Raises:
+        CheckpointError: missing, unreadable, of another format or a newer version; one
+            line naming the file.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"{kind} file {path} not found")
+    data = path.read_bytes()
+    try:
+        checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - every unpickling failure means a bad file
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise CheckpointError(f"{path} is not a readable {kind} checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != file_format:
+        raise CheckpointError(f"{path} is not an evoemotion {label} checkpoint")
+    if int(checkpoint.get("format_version", 0)) > max_version:
+        raise CheckpointError(
+            f"{path} has {kind} format {checkpoint['format_version']}, newer than "
+            f"this evoemotion's ({max_version}); upgrade evoemotion"
+        )
+    return checkpoint, data
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, bytes]:
     """Read and validate a checkpoint file without building the model.
 
@@ -440,22 +477,13 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, bytes]:
         CheckpointError: missing, unreadable, or not an evoemotion emotion model.
     """
     path = DEFAULT_CHECKPOINT if str(path) == "default" else Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"model file {path} not found")
-    data = path.read_bytes()
-    try:
-        checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - every unpickling failure means a bad file
-        reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
-        raise CheckpointError(f"{path} is not a readable model checkpoint ({reason})") from err
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not an evoemotion emotion-model checkpoint")
-    if int(checkpoint.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format {checkpoint['format_version']}, newer than "
-            f"this evoemotion ({FORMAT_VERSION}); upgrade evoemotion"
-        )
-    return checkpoint, data
+    return load_torch_checkpoint(
+        path,
+        file_format=CHECKPOINT_FORMAT,
+        max_version=FORMAT_VERSION,
+        kind="model",
+        label="emotion-model",
+    )
 
 
 def load_model(
