@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
+from budget import run_variants
 
 from evoemotion.archives import make_archive_spec
 from evoemotion.emotion import load_model
 from evoemotion.genotypes import load_genotype
 from evoemotion.pipeline import Evaluator
 from evoemotion.scoring import Scorer
-from evoemotion.search import make_search
 from evoemotion.search.novelty_archive import mean_novelty
 
 #: (label, algorithm, options) for flat-vector genotypes; object genotypes replace the two
@@ -92,20 +91,15 @@ def main() -> None:
         evaluator = Evaluator(genotype, scorer, render_size=args.render_size,
                               features=spec.features)
         evaluator.evaluate(genotype.random(np.random.default_rng(0), 4))  # compile kernels
-        results = {}
-        for label, algorithm, options in variants:
-            runs = []
-            for seed in range(args.seeds):
-                start = time.perf_counter()
-                state = make_search(algorithm, genotype=genotype, spec=spec,
-                                    batch_size=args.batch_size, seed=seed, options=options)
-                for _ in range(args.iterations):
-                    row = state.step(evaluator)
-                assert row["evaluations"] == budget, (label, row["evaluations"])
-                runs.append((row["coverage"], row["qd_score"],
-                             archive_novelty(state.archive, spec, args.novelty_k),
-                             time.perf_counter() - start))
-            results[label] = runs
+        def summarize(state, row, seconds, spec=spec):
+            assert row["evaluations"] == budget, row["evaluations"]
+            return (row["coverage"], row["qd_score"],
+                    archive_novelty(state.archive, spec, args.novelty_k), seconds)
+
+        results = run_variants(
+            variants, genotype=genotype, spec=spec, evaluator=evaluator, seeds=args.seeds,
+            iterations=args.iterations, batch_size=args.batch_size, summarize=summarize,
+        )
         evaluator.close()
         random_qd = statistics.mean(r[1] for r in results["random"])
         for label, runs in results.items():

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+
+from budget import run_variants
 
 from evoemotion.archives import make_archive_spec
 from evoemotion.emotion import load_model
 from evoemotion.genotypes import load_genotype
 from evoemotion.pipeline import Evaluator
 from evoemotion.scoring import Scorer
-from evoemotion.search import make_search
 
 #: (label, algorithm, options) compared for flat-vector and for object genotypes.
 VECTOR_VARIANTS = [
@@ -68,18 +68,12 @@ def main() -> None:
         evaluator = Evaluator(genotype, scorer, render_size=args.render_size,
                               features=spec.features)
         variants = OBJECT_VARIANTS if genotype.solution_dim is None else VECTOR_VARIANTS
-        results = {}
-        for label, algorithm, options in variants:
-            runs = []
-            for seed in range(args.seeds):
-                start = time.perf_counter()
-                state = make_search(algorithm, genotype=genotype, spec=spec,
-                                    batch_size=args.batch_size, seed=seed, options=options)
-                for _ in range(args.iterations):
-                    row = state.step(evaluator)
-                runs.append((row["qd_score"], row["coverage"], row["max_objective"],
-                             time.perf_counter() - start))
-            results[label] = runs
+        results = run_variants(
+            variants, genotype=genotype, spec=spec, evaluator=evaluator, seeds=args.seeds,
+            iterations=args.iterations, batch_size=args.batch_size,
+            summarize=lambda _state, row, seconds: (
+                row["qd_score"], row["coverage"], row["max_objective"], seconds),
+        )
         random_qd = statistics.mean(r[0] for r in results["random"])
         for label, runs in results.items():
             qd = [r[0] for r in runs]
