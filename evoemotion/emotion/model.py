@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -449,6 +450,10 @@ def load_torch_checkpoint(
     if not path.is_file():
         raise CheckpointError(f"{kind} file {path} not found")
     data = path.read_bytes()
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise CheckpointError(
+            f"{path} is not a readable {kind} checkpoint (not a torch.save archive, or truncated)"
+        )
     try:
         checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - every unpickling failure means a bad file
