@@ -5,9 +5,10 @@ For each genotype and seed, every algorithm gets the same number of evaluations
 same classifier. Vector genotypes (``cppn``) compare CMA-ME, iso-line and Gaussian
 MAP-Elites; object genotypes (``sims``, ``cppn-neat``) compare the genome emitter
 (genotype mutation/crossover); all against random search. The goal is MAP-Elites >= 1.5x
-random's QD score on the categorical archive. The CPU is shared, so keep budgets modest.
+random's QD score on the categorical archive. The default budget is that of a default
+``evoemotion run`` (150 iterations x 64 genomes).
 
-    python benchmarks/qd.py [--genotypes cppn,sims] [--seeds 2] [--iterations 48]
+    python benchmarks/qd.py [--genotypes cppn,sims] [--seeds 2] [--iterations 150]
         [--batch-size 64] [--archive categorical] [--classifier default]
 """
 
@@ -42,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--genotypes", default="cppn,sims", help="comma-separated presets")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per algorithm")
-    parser.add_argument("--iterations", type=int, default=48, help="iterations per run")
+    parser.add_argument("--iterations", type=int, default=150, help="iterations per run")
     parser.add_argument("--batch-size", type=int, default=64, help="evaluations per iteration")
     parser.add_argument("--archive", default="categorical", help="archive kind")
     parser.add_argument("--cells", type=int, default=None, help="archive cells (default: kind's)")

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 ARCHIVE_KINDS = ("categorical", "per-class", "va", "vad", "measures")
 
 #: Default ``--cells``: CVT cells for ``categorical``, bins per axis for the grids.
-DEFAULT_CELLS = {"categorical": 256, "va": 20, "vad": 10, "measures": 20}
+DEFAULT_CELLS = {"categorical": 1024, "va": 20, "vad": 10, "measures": 20}
 
 #: Dirichlet samples drawn per CVT cell for k-means (capped at pyribs' default 100 000).
 SAMPLES_PER_CELL = 100

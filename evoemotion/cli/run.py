@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cells",
         type=int,
         default=None,
-        help="CVT cells (categorical, default 256) or bins per axis (va 20, vad 10, measures 20)",
+        help="CVT cells (categorical, default 1024) or bins per axis (va 20, vad 10, measures 20)",
     )
     run.add_argument(
         "--objective",
