@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from evoemotion.cli import main
+from evoemotion.emotion import load_model
 
 
 @pytest.fixture
@@ -41,6 +42,8 @@ def test_train_evaluate_classify_commands(tmp_path, labelled_csv, capsys):
         "va",
         "--hidden",
         "0",
+        "--members",
+        "2",
         "--views",
         "full",
         "--epochs",
@@ -58,6 +61,7 @@ def test_train_evaluate_classify_commands(tmp_path, labelled_csv, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "test split of set" in out and "categorical  accuracy" in out and model.is_file()
+    assert [h.members for h in load_model(model).head_specs] == [2, 2]
     argv = [
         "evaluate",
         str(model),

@@ -98,6 +98,45 @@ def test_save_load_roundtrip_keeps_outputs_metadata_and_identity(small_model, tm
     assert not list(tmp_path.joinpath("sub").glob(".*"))  # no temp file left behind
 
 
+def test_ensemble_heads_average_independent_members(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v3_small", ["categorical", "va"], CLASSES, hidden=8, members=3)
+    assert model.members == 3 and all(len(h.members) == 3 for h in model.heads.values())
+    x = model.preprocess(_images(4), 32)
+    with torch.no_grad():
+        embedding = model.backbone(x)
+        each = [model.predict_from_embedding(embedding, k) for k in range(3)]
+        mean = model(x)
+    assert not torch.allclose(each[0]["logits"], each[1]["logits"])  # own initialisation
+    for key in ("logits", "valence", "arousal"):
+        assert torch.allclose(mean[key], torch.stack([e[key] for e in each]).mean(0), atol=1e-6)
+    assert torch.allclose(mean["probs"], torch.softmax(mean["logits"], dim=1))
+    loaded = load_model(save_model(model, tmp_path / "ens.pt"))
+    assert [s.members for s in loaded.head_specs] == [3, 3]
+    with torch.no_grad():
+        assert torch.allclose(loaded(x)["valence"], mean["valence"], atol=1e-6)
+    with pytest.raises(ConfigError, match="members=0"):
+        head_specs(["va"], members=0)
+
+
+def test_format_1_checkpoint_with_single_net_heads_still_loads(small_model, tmp_path):
+    path = save_model(small_model, tmp_path / "new.pt")
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["format_version"] = 1  # how evoemotion wrote heads before ensembles
+    checkpoint["state_dict"] = {
+        k.replace(".members.0.", ".net."): v for k, v in checkpoint["state_dict"].items()
+    }
+    for head in checkpoint["heads"]:
+        del head["members"]
+    assert any(".net." in k for k in checkpoint["state_dict"])
+    torch.save(checkpoint, tmp_path / "old.pt")
+    old = load_model(tmp_path / "old.pt")
+    assert [s.members for s in old.head_specs] == [1, 1]
+    x = small_model.preprocess(_images(2), 40)
+    with torch.no_grad():
+        assert torch.allclose(old(x)["probs"], small_model(x)["probs"], atol=1e-6)
+
+
 def test_imagenet_lite_checkpoint_holds_heads_only(tmp_path):
     model = build_model("efficientnet_lite0", ["va"], weights="imagenet")
     path = save_model(model, tmp_path / "lite.pt")

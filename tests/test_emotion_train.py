@@ -138,6 +138,18 @@ def test_training_is_deterministic_and_checks_targets(tmp_path, warm_cool):
         train([warm_cool], tiny_config(tmp_path, views=["sideways"]))
 
 
+def test_ensemble_members_train_independently(tmp_path, warm_cool):
+    model = train([warm_cool], tiny_config(tmp_path, hidden=4, members=2, epochs=10))
+    assert [h["members"] for h in model.metadata["heads"]] == [2, 2]
+    assert model.metadata["train_config"]["members"] == 2
+    first, second = model.heads["va"].members
+    assert not torch.allclose(first[-1].weight, second[-1].weight)
+    test = model.metadata["metrics"]["test"]["labels"]
+    assert test["valence"]["mse"] < 4.0  # better than always predicting the 5.0 midpoint
+    with pytest.raises(ConfigError, match="members must be >= 1"):
+        train([warm_cool], tiny_config(tmp_path, members=0))
+
+
 def test_heads_learn_from_partially_labelled_rows(tmp_path, warm_cool):
     half = warm_cool.subset(range(len(warm_cool)))
     half.values["dominance"][::2] = np.nan  # a target missing on some rows must not poison

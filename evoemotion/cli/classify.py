@@ -79,6 +79,12 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dropout", type=float, default=0.5, help=f"head dropout {from_defaults}")
     parser.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        help=f"MLPs per head, trained independently and averaged (an ensemble) {from_defaults}",
+    )
+    parser.add_argument(
         "--views",
         default="full,flip",
         help="comma-separated training views of each image among full, flip, crop-c, "
@@ -262,6 +268,7 @@ def _config(args, heads: list[str]):
         heads=heads,
         hidden=args.hidden,
         dropout=args.dropout,
+        members=args.members,
         views=[v.strip() for v in args.views.split(",") if v.strip()],
         size=args.size,
         extra_sizes=_sizes(args.extra_sizes),

@@ -7,6 +7,10 @@ A model has one backbone and any of these heads on its pooled embedding:
   ``valence``, ``arousal``, ``dominance`` exist too. Regression outputs lie on a documented
   scale, by default the 1-9 SAM / Warriner scale (a sigmoid maps the head into the scale).
 
+A head may be an ensemble of several independently initialised and trained MLPs
+(``members``); its output is their average (logits for a categorical head, values on the
+scale for a regression head), wherever the model is used.
+
 Checkpoints are self-describing ``torch.save`` dicts: backbone name and weights source, head
 specs, class names, scales, preprocessing, and free metadata (training data, split, seed,
 metrics, version). A backbone whose weights come from a standard source (``"imagenet"``) and
@@ -32,9 +36,10 @@ from evoemotion.atomic import atomic_write
 from evoemotion.emotion.backbones import BackboneInfo, build_backbone
 from evoemotion.errors import CheckpointError, ConfigError
 
-#: Marker of an evoemotion emotion-model checkpoint, and the layout version written.
+#: Marker of an evoemotion emotion-model checkpoint, and the layout version written
+#: (2: head weights under ``members.K``; version 1 files, with ``net``, still load).
 CHECKPOINT_FORMAT = "evoemotion-emotion-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: The bundled default checkpoint (heads only; Lite0 ImageNet weights come from PyPI).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default" / "model.pt"
@@ -63,6 +68,7 @@ class HeadSpec:
         hidden: Width of one hidden layer (GELU); 0 for a linear head.
         dropout: Dropout before each linear layer while training.
         scale: ``(low, high)`` of regression outputs; ``None`` for categorical heads.
+        members: Number of MLPs of this shape whose outputs are averaged (an ensemble).
     """
 
     name: str
@@ -71,6 +77,7 @@ class HeadSpec:
     hidden: int = 0
     dropout: float = 0.0
     scale: tuple[float, float] | None = field(default=None)
+    members: int = 1
 
     def to_dict(self) -> dict:
         """Return the spec as a JSON-able dict."""
@@ -81,6 +88,7 @@ class HeadSpec:
             "hidden": self.hidden,
             "dropout": self.dropout,
             "scale": list(self.scale) if self.scale else None,
+            "members": self.members,
         }
 
     @classmethod
@@ -99,6 +107,7 @@ class HeadSpec:
                 hidden=int(d.get("hidden", 0)),
                 dropout=float(d.get("dropout", 0.0)),
                 scale=(float(scale[0]), float(scale[1])) if scale else None,
+                members=int(d.get("members", 1)),
             )
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise CheckpointError(f"head description {d!r} lacks or mangles a field") from err
@@ -110,6 +119,7 @@ def head_specs(
     hidden: int = 0,
     dropout: float = 0.0,
     scale: tuple[float, float] = DEFAULT_SCALE,
+    members: int = 1,
 ) -> list[HeadSpec]:
     """Turn head names into validated :class:`HeadSpec` objects.
 
@@ -120,14 +130,17 @@ def head_specs(
         hidden: Hidden width of every head (0: linear).
         dropout: Dropout rate of every head.
         scale: Scale of the regression outputs.
+        members: Ensemble size of every head (MLPs averaged).
 
     Returns:
         One spec per head, in the given order.
 
     Raises:
-        ConfigError: unknown head, no class names for a categorical head, or an output
-            predicted by two heads.
+        ConfigError: unknown head, no class names for a categorical head, an output
+            predicted by two heads, or fewer than one member.
     """
+    if members < 1:
+        raise ConfigError(f"heads need at least one member, got members={members}")
     specs, seen = [], set()
     for name in heads:
         if name == "categorical":
@@ -135,9 +148,10 @@ def head_specs(
                 raise ConfigError(
                     f"a categorical head needs distinct class names, got {class_names!r}"
                 )
-            spec = HeadSpec(name, "categorical", tuple(class_names), hidden, dropout)
+            spec = HeadSpec(name, "categorical", tuple(class_names), hidden, dropout, None, members)
         elif name in REGRESSION_HEADS:
-            spec = HeadSpec(name, "regression", REGRESSION_HEADS[name], hidden, dropout, scale)
+            outputs = REGRESSION_HEADS[name]
+            spec = HeadSpec(name, "regression", outputs, hidden, dropout, scale, members)
         else:
             known = ", ".join(["categorical", *REGRESSION_HEADS])
             raise ConfigError(f"unknown head {name!r}; known heads: {known}")
@@ -151,8 +165,27 @@ def head_specs(
     return specs
 
 
+def _mlp(in_dim: int, spec: HeadSpec) -> nn.Sequential:
+    """One linear or one-hidden-layer (GELU) network of a head, dropout before each layer."""
+    layers: list[nn.Module] = [nn.Dropout(spec.dropout)]
+    if spec.hidden:
+        layers += [nn.Linear(in_dim, spec.hidden), nn.GELU(), nn.Dropout(spec.dropout)]
+        in_dim = spec.hidden
+    layers.append(nn.Linear(in_dim, len(spec.outputs)))
+    return nn.Sequential(*layers)
+
+
+def _rename_single_net(module, state_dict, prefix, *_) -> None:
+    """Load-state-dict pre-hook: format-1 heads kept their one network under ``net``."""
+    for key in [k for k in state_dict if k.startswith(prefix + "net.")]:
+        state_dict[prefix + "members.0." + key[len(prefix) + 4 :]] = state_dict.pop(key)
+
+
 class Head(nn.Module):
-    """A linear or one-hidden-layer MLP head on the standardised embedding.
+    """Linear or one-hidden-layer MLP head(s) on the standardised embedding.
+
+    With ``spec.members > 1`` the head is an ensemble: its output is the mean of its
+    members' outputs (logits for a categorical head, scaled values for a regression head).
 
     Args:
         in_dim: Embedding size.
@@ -161,22 +194,27 @@ class Head(nn.Module):
 
     def __init__(self, in_dim: int, spec: HeadSpec):
         super().__init__()
-        out_dim = len(spec.outputs)
-        layers: list[nn.Module] = [nn.Dropout(spec.dropout)]
-        if spec.hidden:
-            layers += [nn.Linear(in_dim, spec.hidden), nn.GELU(), nn.Dropout(spec.dropout)]
-            in_dim = spec.hidden
-        layers.append(nn.Linear(in_dim, out_dim))
-        self.net = nn.Sequential(*layers)
+        self.members = nn.ModuleList(_mlp(in_dim, spec) for _ in range(spec.members))
         self.spec = spec
+        self.register_load_state_dict_pre_hook(_rename_single_net)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Raw head output ``(N, outputs)``; regression outputs are mapped into the scale."""
-        y = self.net(z)
+    def forward(self, z: torch.Tensor, member: int | None = None) -> torch.Tensor:
+        """Head output ``(N, outputs)``; regression outputs are mapped into the scale.
+
+        Args:
+            z: Standardised embedding ``(N, D)``.
+            member: Output of this member alone (training fits members independently);
+                ``None`` for the ensemble mean.
+
+        Returns:
+            Logits (categorical) or values on the scale (regression).
+        """
+        nets = self.members if member is None else [self.members[member]]
+        ys = [net(z) for net in nets]
         if self.spec.kind == "regression":
             low, high = self.spec.scale
-            y = low + (high - low) * torch.sigmoid(y)
-        return y
+            ys = [low + (high - low) * torch.sigmoid(y) for y in ys]
+        return ys[0] if len(ys) == 1 else torch.stack(ys).mean(dim=0)
 
 
 class EmotionModel(nn.Module):
@@ -234,6 +272,11 @@ class EmotionModel(nn.Module):
             if h.kind == "regression":
                 out.update({name: h.scale for name in h.outputs})
         return out
+
+    @property
+    def members(self) -> int:
+        """Ensemble size of the heads (the largest, should they differ)."""
+        return max(h.members for h in self.head_specs)
 
     @property
     def input_size(self) -> int:
@@ -310,11 +353,15 @@ class EmotionModel(nn.Module):
         """
         return self.predict_from_embedding(self.backbone(x))
 
-    def predict_from_embedding(self, embedding: torch.Tensor) -> dict[str, torch.Tensor]:
+    def predict_from_embedding(
+        self, embedding: torch.Tensor, member: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """Apply the heads to pooled backbone features (used on cached features too).
 
         Args:
             embedding: ``(N, D)`` backbone features.
+            member: Use only this ensemble member of every head (each head's last member
+                where it has fewer); ``None`` for the ensemble means.
 
         Returns:
             The same dict as :meth:`forward`.
@@ -322,7 +369,7 @@ class EmotionModel(nn.Module):
         z = (embedding - self.feature_mean) / self.feature_scale
         out = {"embedding": embedding}
         for spec in self.head_specs:
-            y = self.heads[spec.name](z)
+            y = self.heads[spec.name](z, None if member is None else min(member, spec.members - 1))
             if spec.kind == "categorical":
                 out["logits"] = y
                 out["probs"] = torch.softmax(y, dim=-1)
@@ -338,6 +385,7 @@ def build_model(
     weights: str | os.PathLike = "none",
     hidden: int = 0,
     dropout: float = 0.0,
+    members: int = 1,
 ) -> EmotionModel:
     """Build a model with untrained heads, in eval mode.
 
@@ -348,15 +396,16 @@ def build_model(
         weights: ``"none"``, ``"imagenet"`` or a local backbone state_dict file.
         hidden: Hidden width of the heads (0: linear heads).
         dropout: Dropout of the heads while training.
+        members: Ensemble size of every head.
 
     Returns:
         The model.
 
     Raises:
-        ConfigError: bad backbone or head names.
+        ConfigError: bad backbone or head names, or fewer than one member.
         CheckpointError: backbone weights not found or not fitting.
     """
-    specs = head_specs(heads, class_names, hidden, dropout)
+    specs = head_specs(heads, class_names, hidden, dropout, members=members)
     module, info = build_backbone(backbone, weights)
     return EmotionModel(module, info, specs).eval()
 

@@ -6,6 +6,8 @@ are computed once per view (full image, mirror, crops — cached on disk, see
 (Emotion6's distributions) are trained with cross-entropy against the distribution; valence,
 arousal and dominance with mean squared error on rows that have them, so datasets with
 different targets train one model together. Each head stops early on its own validation loss.
+Heads with several ensemble members train every member on its own loss (different
+initialisation and dropout), and stop on the validation loss of the members' average.
 ``finetune`` then trains the whole network on images (use a GPU).
 
 The split (seed, fractions, and the validation and test items of every dataset) is stored in
@@ -50,6 +52,7 @@ class TrainConfig:
         heads: Head names (``categorical``, ``va``, ``vad``, ``valence`` ...).
         hidden: Hidden width of the heads; 0 for linear heads.
         dropout: Head dropout.
+        members: Ensemble size of every head (independently trained MLPs, averaged).
         views: Views of each training image whose features are training rows.
         size: Input side for training and for the stored recommendation; None: native.
         extra_sizes: Further input sides whose features are added as training and validation
@@ -76,6 +79,7 @@ class TrainConfig:
     heads: list[str] = field(default_factory=lambda: ["categorical", "va"])
     hidden: int = 128
     dropout: float = 0.5
+    members: int = 1
     views: list[str] = field(default_factory=lambda: ["full", "flip"])
     size: int | None = None
     extra_sizes: list[int] = field(default_factory=list)
@@ -102,7 +106,7 @@ class TrainConfig:
         bad = [v for v in self.views if v not in VIEWS]
         if bad or not self.views:
             raise ConfigError(f"views {self.views} must be among {', '.join(VIEWS)}")
-        for name in ("epochs", "batch_size", "patience", "finetune_epochs"):
+        for name in ("members", "epochs", "batch_size", "patience", "finetune_epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.l2 < 0:
@@ -255,6 +259,36 @@ def weight_penalty(model: EmotionModel) -> torch.Tensor:
     )
 
 
+def training_loss(
+    model: EmotionModel,
+    embedding: torch.Tensor,
+    probs: torch.Tensor,
+    values: torch.Tensor,
+    l2: float,
+) -> torch.Tensor:
+    """The objective a training step minimises, averaged over ensemble members.
+
+    Every member is scored alone, so members learn independently rather than co-adapting
+    through their average: ``mean over members of (sum of head losses + l2 * penalty)``.
+
+    Args:
+        model: The model (heads in training mode for dropout).
+        embedding: ``(N, D)`` backbone features of the batch.
+        probs: ``(N, K)`` label distributions (NaN rows where unknown).
+        values: ``(N, 3)`` valence, arousal, dominance (NaN where unknown).
+        l2: Weight of :func:`weight_penalty`.
+
+    Returns:
+        The scalar loss.
+    """
+    members = model.members
+    loss = sum(
+        sum(head_losses(model, model.predict_from_embedding(embedding, k), probs, values).values())
+        for k in range(members)
+    )
+    return (loss + l2 * weight_penalty(model)) / members
+
+
 def _check_targets(model: EmotionModel, rows: Rows) -> None:
     """Every head must have training targets.
 
@@ -330,9 +364,7 @@ def fit_heads(
         order = torch.randperm(len(train_t[0]), generator=generator).to(device)
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
-            out = model.predict_from_embedding(train_t[0][idx])
-            loss = sum(head_losses(model, out, train_t[1][idx], train_t[2][idx]).values())
-            loss = loss + config.l2 * weight_penalty(model)
+            loss = training_loss(model, *(t[idx] for t in train_t), config.l2)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -401,8 +433,9 @@ def finetune(
             labels = [targets(d, np.array([i]), n_classes) for d, i in chosen]
             probs = torch.as_tensor(np.concatenate([p for p, _ in labels]), dtype=torch.float32)
             values = torch.as_tensor(np.concatenate([v for _, v in labels]), dtype=torch.float32)
-            loss = sum(head_losses(model, model(x), probs.to(device), values.to(device)).values())
-            loss = loss + config.l2 * weight_penalty(model)
+            loss = training_loss(
+                model, model.backbone(x), probs.to(device), values.to(device), config.l2
+            )
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -442,7 +475,13 @@ def train(
     class_names = class_names_of(datasets)
     torch.manual_seed(config.seed)  # random-weight backbones ("none") are part of the model
     model = build_model(
-        config.backbone, config.heads, class_names, config.weights, config.hidden, config.dropout
+        config.backbone,
+        config.heads,
+        class_names,
+        config.weights,
+        config.hidden,
+        config.dropout,
+        config.members,
     ).to(resolve_device(config.device))
     parts = {d.name: split_indices(d, config.seed, config.fractions) for d in datasets}
     sizes = [config.size, *config.extra_sizes]
