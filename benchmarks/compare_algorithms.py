@@ -33,9 +33,10 @@ from evoemotion.pipeline import Evaluator
 from evoemotion.scoring import Scorer
 from evoemotion.search.novelty_archive import mean_novelty
 
-#: (label, algorithm, options) for flat-vector genotypes; object genotypes replace the two
+#: (label, algorithm, options) for flat-vector genotypes; object genotypes replace the three
 #: vector emitters by the genome emitter.
 VECTOR_VARIANTS = [
+    ("MAP-Elites iso-line", "map-elites", {"emitter": "iso-line"}),
     ("MAP-Elites CMA-ME", "map-elites", {"emitter": "cma-me"}),
     ("MAP-Elites Gaussian", "map-elites", {"emitter": "gaussian"}),
 ]
