@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     Args:
         subparsers: The top-level sub-parser collection.
     """
-    from evoemotion.archives import ARCHIVE_KINDS
+    from evoemotion.archives import ARCHIVE_KINDS, DEFAULT_CELLS
     from evoemotion.experiment import RunConfig
     from evoemotion.objectives import OBJECTIVES
 
@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cells",
         type=int,
         default=None,
-        help="CVT cells (categorical, default 1024) or bins per axis (va 20, vad 10, measures 20)",
+        help=f"CVT cells (categorical, default {DEFAULT_CELLS['categorical']}) or bins per axis "
+        f"({', '.join(f'{k} {v}' for k, v in DEFAULT_CELLS.items() if k != 'categorical')})",
     )
     run.add_argument(
         "--objective",

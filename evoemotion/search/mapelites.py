@@ -210,16 +210,10 @@ class MapElites(ArchiveSearch):
         start = as_solutions(
             self.genotype.random(np.random.default_rng(seed), size), self.archive.solution_dim
         )
-        bounds = self.genotype.bounds
+        common = {"bounds": self.genotype.bounds, "batch_size": size, "seed": seed}
         if name == "cma-me":
             return EvolutionStrategyEmitter(
-                self.archive,
-                x0=start[0],
-                sigma0=sigma,
-                ranker="2imp",
-                bounds=bounds,
-                batch_size=size,
-                seed=seed,
+                self.archive, x0=start[0], sigma0=sigma, ranker="2imp", **common
             )
         if name == "iso-line":
             return IsoLineEmitter(
@@ -227,18 +221,9 @@ class MapElites(ArchiveSearch):
                 iso_sigma=sigma,
                 line_sigma=line_sigma,
                 initial_solutions=start,
-                bounds=bounds,
-                batch_size=size,
-                seed=seed,
+                **common,
             )
-        return GaussianEmitter(
-            self.archive,
-            sigma=sigma,
-            initial_solutions=start,
-            bounds=bounds,
-            batch_size=size,
-            seed=seed,
-        )
+        return GaussianEmitter(self.archive, sigma=sigma, initial_solutions=start, **common)
 
     def ask(self) -> np.ndarray:
         """Ask every emitter for its solutions.
