@@ -262,7 +262,7 @@ def _config(args, heads: list[str]):
         raise ConfigError(f"--split {args.split!r} must be three numbers like 0.7,0.1,0.2") from err
     if len(fractions) != 3:
         raise ConfigError(f"--split {args.split!r} must be three numbers like 0.7,0.1,0.2")
-    return TrainConfig(
+    config = TrainConfig(
         backbone=args.backbone,
         weights=args.weights,
         heads=heads,
@@ -286,6 +286,8 @@ def _config(args, heads: list[str]):
         autocast=args.bf16,
         cache_dir="" if args.no_cache else args.cache_dir,
     )
+    config.validate()  # before the datasets are read and checked
+    return config
 
 
 def _format_metrics(name: str, metrics: dict) -> list[str]:
