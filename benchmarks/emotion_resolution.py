@@ -5,7 +5,7 @@ images, batch 32, on CPU unless --device says otherwise) with the ratio against 
 size measured in the same run, and — where the real data is present — the model's test-split
 Emotion6 accuracy and VA MSE at that size (features cached under the usual cache folder).
 
-    python benchmarks/emotion_resolution.py [--model default] [--sizes 224,160,128,96]
+    python benchmarks/emotion_resolution.py [--model default] [--sizes 256,224,160,128,96]
 """
 
 from __future__ import annotations
@@ -40,13 +40,20 @@ def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default", help="checkpoint or 'default'")
-    parser.add_argument("--sizes", default="224,160,128,96", help="input sides, native first")
+    parser.add_argument(
+        "--sizes",
+        default=None,
+        help="comma-separated input sides, the first is the ratios' baseline "
+        "(default: the model's input size, then 224,160,128,96)",
+    )
     parser.add_argument("--batches", type=int, default=3, help="timed batches per setting")
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch")
     parser.add_argument("--device", default="cpu", help="torch device")
     args = parser.parse_args()
     model = load_model(args.model, device=args.device)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [model.input_size, *(s for s in (224, 160, 128, 96) if s != model.input_size)]
+    if args.sizes:
+        sizes = [int(s) for s in args.sizes.split(",")]
     emotion6 = None
     if (data_root() / "emotion6" / "ground_truth.txt").is_file():
         emotion6 = load_dataset("emotion6")

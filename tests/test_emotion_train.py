@@ -11,7 +11,7 @@ from PIL import Image
 
 from evoemotion.emotion import build_model, load_model, save_model
 from evoemotion.emotion.compare import compare_representations
-from evoemotion.emotion.datasets import load_csv
+from evoemotion.emotion.datasets import load_csv, split_indices
 from evoemotion.emotion.evaluate import (
     categorical_metrics,
     evaluate_rows,
@@ -19,7 +19,7 @@ from evoemotion.emotion.evaluate import (
     regression_metrics,
 )
 from evoemotion.emotion.features import VIEWS, extract_features, view_image
-from evoemotion.emotion.train import TrainConfig, train
+from evoemotion.emotion.train import Rows, TrainConfig, fit_heads, train
 from evoemotion.errors import ConfigError
 
 
@@ -118,9 +118,10 @@ def test_train_saves_split_metrics_and_evaluates_same_test_rows(tmp_path, warm_c
     assert test["valence"]["mse"] < 4.0  # predicting the 5.0 midpoint would give 4.0
     path = save_model(model, tmp_path / "m.pt")
     loaded = load_model(path)
+    assert loaded.input_size == 32  # trained at 32 px: that is its input size from now on
     rows = held_out_rows(loaded, warm_cool)
     assert [warm_cool.items[i] for i in rows] == split["test"]
-    again = evaluate_rows(loaded, warm_cool, rows, size=32, cache_dir=str(tmp_path / "cache"))
+    again = evaluate_rows(loaded, warm_cool, rows, cache_dir=str(tmp_path / "cache"))
     assert again["categorical"]["accuracy"] == test["categorical"]["accuracy"]
     assert again["va_mse"] == pytest.approx(test["va_mse"], rel=1e-5)
 
@@ -157,6 +158,43 @@ def test_heads_learn_from_partially_labelled_rows(tmp_path, warm_cool):
     model = train([half], tiny_config(tmp_path, heads=["categorical", "vad"], epochs=10))
     assert all(torch.isfinite(p).all() for p in model.heads.parameters())
     assert model.metadata["history"]["vad"]["val_loss"] < float("inf")
+
+
+def test_refit_retrains_on_train_and_validation_rows(tmp_path, warm_cool):
+    config = tiny_config(tmp_path, epochs=8, patience=8)
+    plain = train([warm_cool], config)
+    refit = train([warm_cool], tiny_config(tmp_path, epochs=8, patience=8, refit=True))
+    assert refit.metadata["history"] == plain.metadata["history"]  # same early stopping
+    assert "val" in plain.metadata["metrics"] and "val" not in refit.metadata["metrics"]
+    assert not torch.equal(refit.feature_mean, plain.feature_mean)
+    # the refitted standardisation is that of the training + validation images' features
+    parts = split_indices(warm_cool, config.seed, config.fractions)
+    rows = np.sort(np.concatenate([parts["train"], parts["val"]]))
+    paths = [warm_cool.path(i) for i in rows]
+    feats = np.concatenate(
+        [extract_features(refit, paths, v, 32, cache_dir=tmp_path / "cache") for v in config.views]
+    )
+    assert torch.allclose(refit.feature_mean, torch.from_numpy(feats.mean(axis=0)), atol=1e-4)
+
+
+def test_refitting_keeps_each_head_at_its_epoch_count(tmp_path):
+    model = build_model("mobilenet_v3_small", ["categorical", "va"], ["a", "b"])
+    rng = np.random.default_rng(0)
+    n, dim = 32, model.embedding_dim
+    probs = rng.dirichlet([1.0, 1.0], n)
+    values = np.column_stack([rng.uniform(1, 9, (n, 2)), np.full(n, np.nan)])
+    rows = Rows(rng.normal(size=(n, dim)).astype(np.float32), probs, values)
+    config = tiny_config(tmp_path)
+
+    def heads_after(stop_at):
+        fit_heads(model, rows, None, config, stop_at=stop_at)
+        return {k: v.clone() for k, v in model.heads.state_dict().items()}
+
+    short, long = heads_after({"categorical": 2, "va": 2}), heads_after({"categorical": 2, "va": 5})
+    assert all(torch.equal(short[k], long[k]) for k in short if k.startswith("categorical"))
+    assert not all(torch.equal(short[k], long[k]) for k in short if k.startswith("va"))
+    with pytest.raises(ConfigError, match="validation rows or an epoch count"):
+        fit_heads(model, rows, None, config)
 
 
 def test_finetune_changes_backbone_and_is_saved_with_it(tmp_path, warm_cool):

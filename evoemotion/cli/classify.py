@@ -22,7 +22,7 @@ class StageBars:
 
         if stage != self.stage:
             self.close()
-            unit = "epoch" if stage == "heads" else "img"
+            unit = "epoch" if stage.endswith("heads") else "img"
             self.bar = tqdm(total=total, desc=stage, unit=unit, dynamic_ncols=True)
             self.stage = stage
         self.bar.update(advance)
@@ -91,7 +91,11 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         f"crop-tl, crop-tr, crop-bl, crop-br {from_defaults}",
     )
     parser.add_argument(
-        "--size", type=int, default=None, help="input side in px (default: the backbone's)"
+        "--size",
+        type=int,
+        default=None,
+        help="input side in px to train at; it becomes the model's input size (default: the "
+        "backbone's native size)",
     )
     parser.add_argument(
         "--extra-sizes",
@@ -108,6 +112,12 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--patience", type=int, default=20, help=f"early-stopping patience {from_defaults}"
+    )
+    parser.add_argument(
+        "--refit",
+        action="store_true",
+        help="after early stopping, train the heads afresh on training + validation images "
+        "for the chosen epochs (more data; no validation metrics then)",
     )
     parser.add_argument(
         "--batch-size", type=int, default=512, help=f"head minibatch size {from_defaults}"
@@ -277,6 +287,7 @@ def _config(args, heads: list[str]):
         lr=args.lr,
         l2=args.l2,
         patience=args.patience,
+        refit=args.refit,
         seed=args.seed,
         fractions=fractions,
         finetune=args.finetune,

@@ -280,7 +280,7 @@ class EmotionModel(nn.Module):
 
     @property
     def input_size(self) -> int:
-        """Native square input side in pixels."""
+        """Square input side in pixels: the backbone's native size, or the one trained at."""
         return self.info.input_size
 
     @property

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -54,7 +54,9 @@ class TrainConfig:
         dropout: Head dropout.
         members: Ensemble size of every head (independently trained MLPs, averaged).
         views: Views of each training image whose features are training rows.
-        size: Input side for training and for the stored recommendation; None: native.
+        size: Input side for training; it becomes the trained model's input size (what
+            ``preprocess``, evaluation and classification use by default). None: the
+            backbone's native size.
         extra_sizes: Further input sides whose features are added as training and validation
             rows (multi-resolution training), so the heads also work when scoring below the
             native size; test metrics are reported at each of them too.
@@ -64,6 +66,8 @@ class TrainConfig:
         l2: L2 penalty on the heads' weights (not biases), added to the mean loss as
             ``l2 * sum(w ** 2)``: the strength of a ridge / regularised logistic regression.
         patience: Epochs without validation improvement before a head stops.
+        refit: After early stopping, train the heads afresh on training + validation rows
+            for each head's best epoch count (no validation metrics are reported then).
         seed: Seed of the split, initialisation and minibatch order.
         fractions: Train, validation and test fractions of each dataset.
         finetune: Also train the whole network on images after fitting the heads.
@@ -88,6 +92,7 @@ class TrainConfig:
     lr: float = 2e-3
     l2: float = 0.03
     patience: int = 20
+    refit: bool = False
     seed: int = 0
     fractions: tuple[float, float, float] = SPLIT_FRACTIONS
     finetune: bool = False
@@ -312,27 +317,33 @@ def _check_targets(model: EmotionModel, rows: Rows) -> None:
 def fit_heads(
     model: EmotionModel,
     train: Rows,
-    val: Rows,
+    val: Rows | None,
     config: TrainConfig,
     progress: Progress | None = None,
+    stop_at: dict[str, int] | None = None,
 ) -> dict:
     """Fit the heads on cached features; each head keeps its best validation epoch.
 
-    Sets the model's feature standardisation from the training features.
+    Sets the model's feature standardisation from the training features. Without validation
+    rows (refitting), each head is kept as it is after its epoch count in ``stop_at``.
 
     Args:
         model: Model whose heads are trained (backbone untouched).
         train: Training rows.
-        val: Validation rows (early stopping).
+        val: Validation rows (early stopping), or None to train for ``stop_at`` epochs.
         config: Optimisation settings.
         progress: Progress callback (stage ``"heads"``, one unit per epoch).
+        stop_at: ``{head: epochs}``, used only when ``val`` is None.
 
     Returns:
-        ``{head: {"best_epoch", "val_loss"}}``.
+        ``{head: {"best_epoch", "val_loss"}}`` (``val_loss`` NaN when refitting).
 
     Raises:
-        ConfigError: a head without training targets.
+        ConfigError: a head without training targets, or neither validation rows nor
+            ``stop_at``.
     """
+    if val is None and not stop_at:
+        raise ConfigError("fitting heads needs validation rows or an epoch count per head")
     _check_targets(model, train)
     device = model.feature_mean.device
     torch.manual_seed(config.seed)
@@ -353,13 +364,14 @@ def fit_heads(
             for a in (rows.features, rows.probs, rows.values)
         )
 
-    train_t, val_t = tensors(train), tensors(val)
+    train_t, val_t = tensors(train), None if val is None else tensors(val)
     optimiser = torch.optim.Adam(model.heads.parameters(), lr=config.lr)
     names = [s.name for s in model.head_specs]
     best = {n: {"val_loss": float("inf"), "best_epoch": 0} for n in names}
     best_state = {n: copy.deepcopy(model.heads[n].state_dict()) for n in names}
     generator = torch.Generator().manual_seed(config.seed)
-    for epoch in range(1, config.epochs + 1):
+    epochs = config.epochs if val is not None else max(stop_at[n] for n in names)
+    for epoch in range(1, epochs + 1):
         model.heads.train()
         order = torch.randperm(len(train_t[0]), generator=generator).to(device)
         for start in range(0, len(order), config.batch_size):
@@ -369,6 +381,13 @@ def fit_heads(
             loss.backward()
             optimiser.step()
         model.heads.eval()
+        if val is None:
+            for name in (n for n in names if stop_at[n] == epoch):
+                best[name] = {"val_loss": float("nan"), "best_epoch": epoch}
+                best_state[name] = copy.deepcopy(model.heads[name].state_dict())
+            if progress:
+                progress("refit heads", 1, epochs, None)
+            continue
         with torch.no_grad():
             val_losses = head_losses(model, model.predict_from_embedding(val_t[0]), *val_t[1:])
         for name, value in val_losses.items():
@@ -376,9 +395,7 @@ def fit_heads(
                 best[name] = {"val_loss": value.item(), "best_epoch": epoch}
                 best_state[name] = copy.deepcopy(model.heads[name].state_dict())
         if progress:
-            progress(
-                "heads", 1, config.epochs, {n: round(v.item(), 4) for n, v in val_losses.items()}
-            )
+            progress("heads", 1, epochs, {n: round(v.item(), 4) for n, v in val_losses.items()})
         if all(epoch - b["best_epoch"] >= config.patience for b in best.values()):
             break
     for name in names:
@@ -483,14 +500,29 @@ def train(
         config.dropout,
         config.members,
     ).to(resolve_device(config.device))
+    if config.size:  # the model's input side is the one it is trained at
+        model.info = replace(model.info, input_size=config.size)
     parts = {d.name: split_indices(d, config.seed, config.fractions) for d in datasets}
     sizes = [config.size, *config.extra_sizes]
     train_rows = gather_rows(model, datasets, parts, "train", config.views, config, progress, sizes)
     val_rows = gather_rows(model, datasets, parts, "val", ["full"], config, progress, sizes)
     history = fit_heads(model, train_rows, val_rows, config, progress)
+    if config.refit:  # the chosen epoch counts, now on the training + validation images
+        both = {
+            n: {"train+val": np.sort(np.concatenate([p["train"], p["val"]]))}
+            for n, p in parts.items()
+        }
+        rows = gather_rows(
+            model, datasets, both, "train+val", config.views, config, progress, sizes
+        )
+        fit_heads(
+            model, rows, None, config, progress, {n: h["best_epoch"] for n, h in history.items()}
+        )
     if config.finetune:
         finetune(model, datasets, parts, config, progress)
-    evaluations = [("val", config.size), ("test", config.size)]
+    evaluations = (
+        [("test", config.size)] if config.refit else [("val", config.size), ("test", config.size)]
+    )
     evaluations += [("test", size) for size in config.extra_sizes]
     metrics = {
         part if size == config.size else f"{part}@{size}px": {
@@ -522,7 +554,7 @@ def train(
             "train_config": {k: v for k, v in asdict(config).items() if k != "cache_dir"},
             "history": history,
             "metrics": metrics,
-            "scoring_size": config.size or model.input_size,
+            "scoring_size": model.input_size,
         }
     )
     return model
