@@ -36,12 +36,24 @@ def images_per_second(model, size: int, bf16: bool, batches: int, batch_size: in
         return batches * batch_size / (time.perf_counter() - start)
 
 
+def side_list(text: str) -> list[int]:
+    """Parse ``--sizes``: comma-separated input sides of at least 16 px."""
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list like 256,128") from None
+    if min(sizes) < 16:
+        raise argparse.ArgumentTypeError(f"input sides must be >= 16 px, got {text!r}")
+    return sizes
+
+
 def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default", help="checkpoint or 'default'")
     parser.add_argument(
         "--sizes",
+        type=side_list,
         default=None,
         help="comma-separated input sides, the first is the ratios' baseline "
         "(default: the model's input size, then 224,160,128,96)",
@@ -51,9 +63,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="torch device")
     args = parser.parse_args()
     model = load_model(args.model, device=args.device)
-    sizes = [model.input_size, *(s for s in (224, 160, 128, 96) if s != model.input_size)]
-    if args.sizes:
-        sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = args.sizes or [
+        model.input_size,
+        *(s for s in (224, 160, 128, 96) if s != model.input_size),
+    ]
     emotion6 = None
     if (data_root() / "emotion6" / "ground_truth.txt").is_file():
         emotion6 = load_dataset("emotion6")
