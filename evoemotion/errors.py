@@ -25,3 +25,11 @@ class CheckpointError(EvoEmotionError):
 
 class GenomeError(EvoEmotionError, ValueError):
     """A serialised genome cannot be parsed or does not match its genotype."""
+
+
+class UntrustedCheckpointError(CheckpointError):
+    """A run checkpoint is not signed with this user's key (loading it would run its code)."""
+
+
+class RunBusyError(EvoEmotionError):
+    """Another process is writing the run folder (it holds the folder's lock)."""

@@ -260,6 +260,7 @@ def test_a_lost_scheduler_stops_the_run_with_a_checkpoint(config, reference, tmp
             cluster.close(timeout=1)
     assert not finished and stop.is_set()
     assert evaluator.lost.startswith(f"lost the Dask scheduler at {cluster.scheduler_address}")
+    run.close()
     resumed = resume_run(tmp_path / "lost")
     assert resumed.state.iteration == 2
     run_iterations(resumed.folder, resumed.state, resumed.evaluator, iterations=3)

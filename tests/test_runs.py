@@ -62,6 +62,7 @@ def test_resumed_run_equals_the_uninterrupted_run(classifier, tmp_path, emitter)
     run_iterations(parted.folder, parted.state, parted.evaluator, iterations=2)
     # Killed after a third iteration whose metrics were written but never checkpointed.
     parted.folder.append_metrics(parted.state.step(parted.evaluator))
+    parted.close()
     resumed = resume_run(tmp_path / "parted")
     assert resumed.state.iteration == 2
     with open(resumed.folder.metrics_path) as fh:
@@ -82,6 +83,7 @@ def test_genome_emitter_runs_resume_identically_too(classifier, tmp_path):
     run_iterations(whole.folder, whole.state, whole.evaluator, iterations=3)
     parted = start_run(config, tmp_path / "parted")
     run_iterations(parted.folder, parted.state, parted.evaluator, iterations=1)
+    parted.close()
     resumed = resume_run(tmp_path / "parted")
     run_iterations(resumed.folder, resumed.state, resumed.evaluator, iterations=3)
     a, b = archive_content(whole.state), archive_content(resumed.state)
@@ -98,6 +100,7 @@ def test_config_records_classifier_hash_versions_and_centroids(classifier, tmp_p
     assert {"torch", "ribs", "numpy", "evoemotion"} <= set(config["versions"])
     assert config["genotype"]["kind"] == "cppn" and config["archive"]["cells"] == 8
     np.testing.assert_array_equal(run.folder.centroids(), run.state.spec.centroids)
+    run.close()
     with pytest.raises(ConfigError, match="already exists"):
         start_run(tiny_config(classifier), tmp_path / "run")
 
@@ -105,6 +108,7 @@ def test_config_records_classifier_hash_versions_and_centroids(classifier, tmp_p
 def test_resume_refuses_corrupt_truncated_and_foreign_checkpoints(classifier, tmp_path):
     run = start_run(tiny_config(classifier), tmp_path / "run")
     run_iterations(run.folder, run.state, run.evaluator, iterations=1)
+    run.close()
     path = run.folder.checkpoint_path
     good = path.read_bytes()
     path.write_bytes(good[: len(good) // 2])
@@ -129,6 +133,7 @@ def test_resume_refuses_a_classifier_whose_hash_changed(tmp_path):
     model_path = save_classifier(tmp_path / "model.pt", seed=0)
     run = start_run(tiny_config(model_path), tmp_path / "run")
     run_iterations(run.folder, run.state, run.evaluator, iterations=1)
+    run.close()
     save_classifier(model_path, seed=1)
     with pytest.raises(CheckpointError, match="has changed since the run started"):
         resume_run(run.folder.path)
