@@ -139,6 +139,17 @@ def test_training_is_deterministic_and_checks_targets(tmp_path, warm_cool):
         train([warm_cool], tiny_config(tmp_path, views=["sideways"]))
 
 
+def test_category_labels_and_balance_train_and_are_recorded(tmp_path, warm_cool):
+    model = train([warm_cool], tiny_config(tmp_path, labels="category", balance="weights"))
+    assert model.metadata["train_config"]["labels"] == "category"
+    assert model.metadata["train_config"]["balance"] == "weights"
+    assert model.metadata["metrics"]["test"]["labels"]["categorical"]["accuracy"] >= 0.75
+    soft_only = warm_cool.subset(range(len(warm_cool)))
+    soft_only.categories = None
+    with pytest.raises(ConfigError, match="dataset labels has classes"):
+        train([soft_only], tiny_config(tmp_path, labels="mixed"))
+
+
 def test_ensemble_members_train_independently(tmp_path, warm_cool):
     model = train([warm_cool], tiny_config(tmp_path, hidden=4, members=2, epochs=10))
     assert [h["members"] for h in model.metadata["heads"]] == [2, 2]

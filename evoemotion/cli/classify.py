@@ -75,6 +75,30 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         help=f"backbone weights: imagenet, none, or a state_dict file {from_defaults}",
     )
     parser.add_argument(
+        "--labels",
+        choices=("soft", "category", "mixed"),
+        default="soft",
+        help="categorical targets: soft = the raters' label distributions; category = the "
+        "class each image was collected for (Emotion6: its keyword folder, neutral where the "
+        "raters' top label is neutral; folder:/csv: datasets: their labels); mixed = "
+        f"(1 - MIX) * soft + MIX * category {from_defaults}",
+    )
+    parser.add_argument(
+        "--mix",
+        type=float,
+        default=0.5,
+        help=f"share of the category in --labels mixed targets {from_defaults}",
+    )
+    parser.add_argument(
+        "--balance",
+        choices=("none", "weights", "prior"),
+        default="none",
+        help="class balance of the categorical loss: weights = each class's target mass "
+        "weighted by 1 / (K * its training prior); prior = logit adjustment (trained through "
+        "logits + log prior, predicting with the logits alone) "
+        f"{from_defaults}",
+    )
+    parser.add_argument(
         "--hidden", type=int, default=128, help=f"head hidden width, 0 = linear {from_defaults}"
     )
     parser.add_argument("--dropout", type=float, default=0.5, help=f"head dropout {from_defaults}")
@@ -276,6 +300,9 @@ def _config(args, heads: list[str]):
         backbone=args.backbone,
         weights=args.weights,
         heads=heads,
+        labels=args.labels,
+        mix=args.mix,
+        balance=args.balance,
         hidden=args.hidden,
         dropout=args.dropout,
         members=args.members,
