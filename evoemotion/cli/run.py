@@ -459,6 +459,14 @@ def resume_command(args: argparse.Namespace) -> int:
 
     run = resume_run(args.folder, device=args.device, trust=args.trust, key=_key(args))
     iterations = run.config.iterations if args.iterations is None else args.iterations
+    if iterations <= run.state.iteration:
+        run.close()
+        print(
+            f"evoemotion resume: {run.folder.path} is already at iteration "
+            f"{run.state.iteration} (asked for {iterations}); nothing was run. Give "
+            "--iterations above that to continue"
+        )
+        return 0
     print(
         f"evoemotion resume: {run.folder.path} at iteration {run.state.iteration} of {iterations}"
     )
@@ -503,9 +511,25 @@ def _evaluator(
 
 
 def _drive(run: Run, iterations: int, args: argparse.Namespace) -> int:
-    """Step the run, export the elites at the end, then release the run folder."""
+    """Step the run, export the elites at the end, then release the run folder.
+
+    An OS error while writing (no space, no permission ...) becomes one line naming the
+    file, the last intact checkpoint and the command that resumes.
+    """
+    from evoemotion.errors import EvoEmotionError, WriteError
+
     with run:
-        return _step_and_export(run, iterations, args)
+        try:
+            return _step_and_export(run, iterations, args)
+        except WriteError as err:
+            done = run.folder.checkpoint_iteration
+            kept = (
+                "no checkpoint was written"
+                if done is None
+                else f"the last checkpoint (iteration {done}) is intact; free the space or fix "
+                f"the permission, then continue with: evoemotion resume {run.folder.path}"
+            )
+            raise EvoEmotionError(f"{err}; {kept}") from err
 
 
 def _step_and_export(run: Run, iterations: int, args: argparse.Namespace) -> int:
@@ -537,7 +561,7 @@ def _step_and_export(run: Run, iterations: int, args: argparse.Namespace) -> int
         )
         bar.update(1)
 
-    with stop_on_signals() as stop, _evaluator(run, args, stop) as evaluator:
+    with bar, stop_on_signals() as stop, _evaluator(run, args, stop) as evaluator:
         finished = run_iterations(
             run.folder,
             state,
@@ -547,7 +571,6 @@ def _step_and_export(run: Run, iterations: int, args: argparse.Namespace) -> int
             stop=stop,
             callback=show,
         )
-    bar.close()
     if getattr(evaluator, "lost", None):
         raise EvoEmotionError(
             f"{evaluator.lost}; checkpoint saved at iteration "
@@ -561,10 +584,16 @@ def _step_and_export(run: Run, iterations: int, args: argparse.Namespace) -> int
         )
         return 130
     if not args.no_export:
-        elites = len(state.archive)
-        with tqdm(total=elites, unit="elite", desc="export", dynamic_ncols=True) as ebar:
-            run.folder.export_elites(
-                state, size=run.config.export_size, progress=lambda done: ebar.update(done - ebar.n)
+        from evoemotion.snapshot import ArchiveSnapshot
+        from evoemotion.views.export import export_elites
+
+        snapshot = ArchiveSnapshot.of(state)
+        with tqdm(total=len(snapshot), unit="elite", desc="export", dynamic_ncols=True) as ebar:
+            export_elites(
+                run.folder,
+                snapshot,
+                size=run.config.export_size,
+                progress=lambda done: ebar.update(done - ebar.n),
             )
     last = state.metrics[-1] if state.metrics else None
     summary = (
