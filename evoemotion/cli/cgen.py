@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from evoemotion.cgen.config import Architecture, TrainConfig
+from evoemotion.cgen.config import DIVERSITY_SPACES, FIT_LOSSES, Architecture, TrainConfig
 
 #: Option names fixed when training starts (``--resume`` takes them from the checkpoint);
 #: ``seed`` belongs to both (it seeds the initial weights and the training draws).
@@ -153,6 +153,36 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="side in px the classifier sees while training; 0 = its native "
         f"input size (default: {t.classifier_size}, as evoemotion run scores)",
+    )
+    opts.add_argument(
+        "--reach-bins",
+        type=int,
+        default=None,
+        metavar="B",
+        help="cells per axis of the map of reachable targets: targets are drawn from cells "
+        "the classifier's ratings have reached and their neighbours, favouring those the "
+        f"generator does not hit yet; 0 = uniform targets (default: {t.reach_bins})",
+    )
+    opts.add_argument(
+        "--explore",
+        type=float,
+        default=None,
+        help="share of targets drawn uniformly over the scale despite the map "
+        f"(default: {t.explore})",
+    )
+    opts.add_argument(
+        "--fit-loss",
+        choices=FIT_LOSSES,
+        default=None,
+        help="va/vad error per target: mse = squared, distance = Euclidean (every target "
+        f"pulls equally) (default: {t.fit_loss})",
+    )
+    opts.add_argument(
+        "--diversity-space",
+        choices=DIVERSITY_SPACES,
+        default=None,
+        help="where the mode-seeking term measures the difference of two images: pixels, "
+        f"or the classifier's embedding (default: {t.diversity_space})",
     )
     opts.add_argument(
         "--seed",
