@@ -8,11 +8,14 @@ can learn to hit at 32 px on the CPU.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from evoemotion.archives import make_archive_spec
 from evoemotion.cgen import (
     ACTIVATIONS,
     Architecture,
@@ -389,11 +392,37 @@ def test_cli_train_resume_sample_evaluate(classifier, tmp_path, capsys):
     assert main(["cgen", "evaluate", str(gen), "--cells", "3", "--latents", "2", "--size", "16",
                  "--score-size", "32", "--json", str(summary), "--csv",
                  str(tmp_path / "eval.csv"), "--device", "cpu"]) == 0
-    import json
-
     result = json.loads(summary.read_text())
     assert result["summary"]["targets"] == 9 and result["archive"]["dims"] == [3, 3]
     assert len((tmp_path / "eval.csv").read_text().splitlines()) == 10
+    assert len(result["targets"]) == 9 and {"distinct_hits", "reached"} <= set(result["targets"][0])
+    out = capsys.readouterr().out
+    assert "on-target images per cell" in out and "reached_distinct" in out
+
+    # --compare: the cells a search run filled, read from its config.json + elites.csv.
+    spec = make_archive_spec("va", class_names=CLASSES, regression_names=["valence", "arousal"],
+                             scales=classifier.scales, cells=3)
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {"run": {"algorithm": "map-elites"}, "archive": spec.to_dict(),
+              "classifiers": [{"source": str(model_path), "identity": classifier.identity}]}
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "elites.csv").write_text("cell,objective\n" + "".join(f"{c},0\n" for c in range(9)))
+    assert main(["cgen", "evaluate", str(gen), "--compare", str(run), "--latents", "2",
+                 "--size", "16", "--score-size", "32", "--json", str(summary),
+                 "--device", "cpu"]) == 0
+    compared = json.loads(summary.read_text())
+    reached = sum(row["reached"] for row in compared["targets"])
+    assert compared["compare"][0]["run_cells"] == 9 and compared["compare"][0]["reached"] == reached
+    assert f"reaches {reached} of its 9 cells" in capsys.readouterr().out
+    config["classifiers"][0]["identity"] = "f" * 64
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["cgen", "evaluate", str(gen), "--compare", str(run)]) == 2
+    assert "was scored by classifier ffffffffffff" in capsys.readouterr().err
+    (run / "elites.csv").unlink()
+    assert main(["cgen", "evaluate", str(gen), "--compare", str(run)]) == 2
+    assert "no elites.csv" in capsys.readouterr().err
+
     (tmp_path / "broken.pt").write_bytes(b"\x00" * 10)
     assert main(["cgen", "evaluate", str(tmp_path / "broken.pt")]) == 2
     assert "broken.pt is not a readable generator checkpoint" in capsys.readouterr().err

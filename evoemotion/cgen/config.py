@@ -48,6 +48,9 @@ class Architecture:
             the units of each layer are split evenly among them.
         coord_scale: Standard deviation of the initial coordinate weights (higher: finer
             initial patterns).
+        condition_cells: Nodes per dimension of a learned, interpolated embedding offset
+            over a va/vad target space (:class:`~evoemotion.cgen.network.ConditionTable`);
+            0: the condition reaches the network through the MLP only.
         seed: Seeds the initial weights.
 
     Raises:
@@ -60,6 +63,7 @@ class Architecture:
     embed_dim: int = 32
     activations: tuple[str, ...] = ("sin", "tanh", "gauss", "identity")
     coord_scale: float = 2.0
+    condition_cells: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -79,6 +83,7 @@ class Architecture:
                 "depth": self.depth >= 1,
                 "embed_dim": self.embed_dim >= 1,
                 "coord_scale": self.coord_scale > 0 and math.isfinite(self.coord_scale),
+                "condition_cells": self.condition_cells == 0 or self.condition_cells >= 2,
             },
         )
 
