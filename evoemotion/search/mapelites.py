@@ -48,7 +48,7 @@ class GenomeEmitter(EmitterBase):
 
     Args:
         archive: The archive (``solution_dtype=object`` for object genomes).
-        genotype: The Contract A genotype.
+        genotype: The :class:`~evoemotion.genotypes.Genotype`.
         batch_size: Offspring per :meth:`ask`.
         crossover_prob: Probability of crossover per offspring; must be 0 when the
             genotype has no crossover.
