@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from evoemotion.cgen.config import Architecture
@@ -143,6 +144,34 @@ class ConditionalCPPN(nn.Module):
         return torch.sigmoid(self.out(h) + self.tint(embedding)[:, None])
 
 
+class ConditionTable(nn.Module):
+    """A learned embedding offset per cell of the regression target space, interpolated.
+
+    The condition MLP maps a 2-3 number target smoothly to the image embedding, so it
+    learns slowly where the classifier's response to images is irregular. The table gives
+    each region of the target space parameters of its own (like optimising one image per
+    target, but shared with the neighbouring cells by (bi/tri)linear interpolation). It
+    starts at zero: an untrained generator is the plain conditional CPPN.
+
+    Args:
+        dims: Dimensions of the target space (2 or 3).
+        cells: Table nodes per dimension.
+        width: Embedding width.
+    """
+
+    def __init__(self, dims: int, cells: int, width: int) -> None:
+        super().__init__()
+        self.dims = dims
+        self.table = nn.Parameter(torch.zeros((1, width, *([cells] * dims))))
+
+    def forward(self, condition: torch.Tensor) -> torch.Tensor:
+        """Offsets ``(N, width)`` at encoded conditions ``(N, dims)`` in [-1, 1]."""
+        # grid_sample reads the last grid coordinate as the first table axis: reverse them.
+        where = condition.flip(-1).reshape(1, len(condition), *([1] * (self.dims - 1)), self.dims)
+        values = F.grid_sample(self.table, where, mode="bilinear", align_corners=True)
+        return values.reshape(self.table.shape[1], len(condition)).T
+
+
 class ConditionalGenerator(nn.Module):
     """A conditional CPPN together with the target space it was built for.
 
@@ -163,6 +192,17 @@ class ConditionalGenerator(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.arch.seed)
             self.net = ConditionalCPPN(space.condition_dim, self.arch)
+        self.table = (
+            ConditionTable(space.condition_dim, self.arch.condition_cells, self.arch.embed_dim)
+            if self.arch.condition_cells and not space.categorical
+            else None
+        )
+
+    def embedding(self, targets: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Per-image embedding ``(N, embed_dim)`` of canonical targets and latents."""
+        condition = self.space.encode(targets.to(self.device))
+        embedding = self.net.embedding(z, condition)
+        return embedding if self.table is None else embedding + self.table(condition)
 
     @property
     def latent_dim(self) -> int:
@@ -203,7 +243,7 @@ class ConditionalGenerator(nn.Module):
             ``(N, 3, H, W)`` float images in [0, 1].
         """
         height, width = image_size(size)
-        embedding = self.net.embedding(z, self.space.encode(targets.to(self.device)))
+        embedding = self.embedding(targets, z)
         rgb = self.net(coordinates(height, width, device=self.device), embedding)
         return rgb.reshape(len(z), height, width, 3).permute(0, 3, 1, 2)
 
@@ -234,9 +274,7 @@ class ConditionalGenerator(nn.Module):
         band = max(1, RENDER_CHUNK // width)
         for start in range(0, len(z), per_image):
             stop = min(start + per_image, len(z))
-            embedding = self.net.embedding(
-                z[start:stop].to(self.device), self.space.encode(values[start:stop])
-            )
+            embedding = self.embedding(values[start:stop], z[start:stop].to(self.device))
             for row in range(0, height, band):
                 rows = slice(row, min(row + band, height))
                 rgb = self.net(coordinates(height, width, rows, device=self.device), embedding)

@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from evoemotion.cgen.config import Architecture, TrainConfig
+from evoemotion.cgen.config import DIVERSITY_SPACES, FIT_LOSSES, Architecture, TrainConfig
 from evoemotion.cli.options import add_classifier, add_device, add_seed, add_size
 
 #: Option names fixed when training starts (``--resume`` takes them from the checkpoint);
@@ -150,6 +150,36 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         native=0,
         shown=f"{t.classifier_size}, as evoemotion run scores",
     )
+    opts.add_argument(
+        "--reach-bins",
+        type=int,
+        default=None,
+        metavar="B",
+        help="cells per axis of the map of reachable targets: targets are drawn from cells "
+        "the classifier's ratings have reached and their neighbours, favouring those the "
+        f"generator does not hit yet; 0 = uniform targets (default: {t.reach_bins})",
+    )
+    opts.add_argument(
+        "--explore",
+        type=float,
+        default=None,
+        help="share of targets drawn uniformly over the scale despite the map "
+        f"(default: {t.explore})",
+    )
+    opts.add_argument(
+        "--fit-loss",
+        choices=FIT_LOSSES,
+        default=None,
+        help="va/vad error per target: mse = squared, distance = Euclidean (every target "
+        f"pulls equally) (default: {t.fit_loss})",
+    )
+    opts.add_argument(
+        "--diversity-space",
+        choices=DIVERSITY_SPACES,
+        default=None,
+        help="where the mode-seeking term measures the difference of two images: pixels, "
+        f"or the classifier's embedding (default: {t.diversity_space})",
+    )
     add_seed(
         opts,
         what="seed of the initial weights, targets, latents and crops",
@@ -172,6 +202,15 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help=f"width of the per-image embedding of (z, condition) (default: {a.embed_dim})",
+    )
+    arch.add_argument(
+        "--condition-cells",
+        type=int,
+        default=None,
+        metavar="N",
+        help="va/vad: N nodes per axis of a learned embedding offset, interpolated over the "
+        "target space, giving each region parameters of its own; 0 = none "
+        f"(default: {a.condition_cells})",
     )
     arch.add_argument(
         "--activations",
@@ -287,6 +326,16 @@ def _register_evaluate(commands: argparse._SubParsersAction) -> None:
         shown="128, as evoemotion run scores",
     )
     add_seed(evaluate, what="seed of the latents")
+    evaluate.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="RUN_FOLDER",
+        help="a va/vad search run folder (MAP-Elites, DQD, ...): evaluate on its archive grid "
+        "and report the share of the cells it filled that the generator reaches on target; "
+        "reads config.json and elites.csv only (repeatable)",
+    )
     evaluate.add_argument(
         "--csv", type=Path, default=None, help="write one row per target to this CSV file"
     )
@@ -483,11 +532,25 @@ def evaluate_command(args: argparse.Namespace) -> int:
     """Handle ``evoemotion cgen evaluate``."""
     from evoemotion.atomic import atomic_write
     from evoemotion.cgen import evaluate, load_generator
+    from evoemotion.cgen.comparison import compare_with_run, read_run_cells
     from evoemotion.emotion import load_model
+    from evoemotion.errors import ConfigError
     from evoemotion.scoring import Scorer, resolve_device
 
+    runs = [read_run_cells(folder) for folder in args.compare]
+    if runs and args.cells is not None:
+        raise ConfigError("--compare evaluates on the run's own grid: drop --cells")
+    specs = {json.dumps(run.spec.to_dict(), sort_keys=True): run.spec for run in runs}
+    if len(specs) > 1:
+        raise ConfigError("the --compare runs have different archive grids; compare one at a time")
     device = resolve_device(args.device)
     checkpoint = load_generator(args.generator, device=device)
+    for run in runs:
+        if run.classifier != checkpoint.classifier["identity"]:
+            raise ConfigError(
+                f"{run.path} was scored by classifier {run.classifier[:12]}, the generator "
+                f"trained against {checkpoint.classifier['identity'][:12]}: cells differ"
+            )
     source = args.classifier or checkpoint.classifier["source"]
     model = load_model(source, device=device)
     checkpoint.check_classifier(model)
@@ -501,22 +564,28 @@ def evaluate_command(args: argparse.Namespace) -> int:
             size=args.size,
             tolerance=args.tolerance,
             seed=args.seed,
+            spec=next(iter(specs.values()), None),
             callback=progress,
         )
     summary = result.summary()
-    width = max(len(name) for name in summary)
+    rows = result.rows()
+    comparisons = [compare_with_run(result, run) for run in runs]
     print(f"{args.generator} ({result.kind}, {checkpoint.steps} steps) against {source}:")
+    _print_cells(result, rows)
+    width = max(len(name) for name in summary)
     for name, value in summary.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"  {name:<{width}}  {shown}")
+    for c in comparisons:
         print(
-            f"  {name:<{width}}  {value:.4f}"
-            if isinstance(value, float)
-            else f"  {name:<{width}}  {value}"
+            f"  vs {c['algorithm']} run {c['run']}: reaches {c['reached']} of its "
+            f"{c['run_cells']} cells on target ({c['share']:.1%}); images in "
+            f"{c['covered']} of them; {c['generator_only']} reached cells it did not fill"
         )
     if args.csv is not None:
         import csv
         import io
 
-        rows = result.rows()
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -526,17 +595,40 @@ def evaluate_command(args: argparse.Namespace) -> int:
         print(f"wrote {args.csv}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(
-            args.json,
-            json.dumps(
-                {
-                    "generator": str(args.generator),
-                    "classifier": source,
-                    "summary": summary,
-                    "archive": result.archive,
-                },
-                indent=2,
-            ).encode(),
-        )
+        document = {
+            "generator": str(args.generator),
+            "classifier": source,
+            "summary": summary,
+            "archive": result.archive,
+            "compare": comparisons,
+            "targets": rows,
+        }
+        atomic_write(args.json, json.dumps(document, indent=2).encode())
         print(f"wrote {args.json}")
     return 0
+
+
+def _print_cells(result: Any, rows: list[dict[str, Any]]) -> None:
+    """Per target: a map of on-target images over a va grid, or a table per class."""
+    latents = result.hits.shape[1]
+    if result.kind == "categorical":
+        print(f"  {'emotion':<12} p(target)  max p  hits/{latents}  distinct  emb.div")
+        for row, probs in zip(rows, result.predictions, strict=True):
+            best = probs[:, result.names.index(row["target"])].max()
+            print(
+                f"  {row['target']:<12} {row['target_prob']:9.3f}  {best:5.3f}  "
+                f"{row['hits']:>6}  {row['distinct_hits']:>8}  {row['diversity_embedding']:7.3f}"
+            )
+        return
+    if result.kind != "va":
+        print("  (per-cell rows: --csv)")
+        return
+    columns, rows_count = result.archive["dims"]
+    hits = result.hits.sum(axis=1).reshape(columns, rows_count)
+    (vlo, vhi), (alo, ahi) = result.archive["ranges"]
+    print(
+        f"  on-target images per cell (of {latents}; '.' = none): valence {vlo:g}..{vhi:g} "
+        f"left to right, arousal {ahi:g}..{alo:g} top to bottom"
+    )
+    for a in reversed(range(rows_count)):
+        print("    " + " ".join(str(int(h)) if h else "." for h in hits[:, a]))
