@@ -136,3 +136,9 @@ class Evaluator:
     def close(self) -> None:
         """Stop the background render thread."""
         self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

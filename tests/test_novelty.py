@@ -418,7 +418,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, classifier_path, algorit
     def finish(run, iterations):
         assert run_iterations(run.folder, run.state, run.evaluator, iterations=iterations,
                               checkpoint_every=1)
-        run.evaluator.close()
+        run.close()
         return run.state
 
     straight = finish(start_run(config, tmp_path / "straight"), 4)

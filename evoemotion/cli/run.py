@@ -1,5 +1,5 @@
-"""Commands ``run`` (start a MAP-Elites, novelty-search or baseline run) and ``resume``
-(continue one)."""
+"""Commands ``run`` (start a MAP-Elites, novelty-search or baseline run), ``resume``
+(continue one) and ``snapshot`` (write the data snapshot of an old run folder)."""
 
 from __future__ import annotations
 
@@ -43,8 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--genotype",
-        default=d.genotype,
-        help="genotype preset name (cppn, sims, cppn-neat ...) or TOML file (default: %(default)s)",
+        default=None,
+        help="genotype preset name (cppn, sims, cppn-neat ...) or TOML file "
+        f"(default: {d.genotype})",
     )
     run.add_argument(
         "--archive",
@@ -192,7 +193,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=d.export_size,
         help="side of the exported elite PNGs (default: %(default)s)",
     )
+    run.add_argument(
+        "--continue-from",
+        default=None,
+        metavar="RUN",
+        help="fill the new run's archive with the elites of another run folder, read from "
+        "its data snapshot (archive.npz; its pickle is never opened); the genotype and "
+        "archive come from RUN, emitters and novelty population start afresh, and "
+        "config.json records where the elites came from",
+    )
     _add_device_and_export(run, d.device)
+    _add_key_file(run)
     _add_cluster_options(run)
     run.set_defaults(handler=run_command)
 
@@ -210,8 +221,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="total iterations the run should reach (default: the run's own)",
     )
     _add_device_and_export(resume, None)
+    _add_trust(resume)
+    _add_key_file(resume)
     _add_cluster_options(resume)
     resume.set_defaults(handler=resume_command)
+
+    snapshot = subparsers.add_parser(
+        "snapshot",
+        help="write the data snapshot (archive.npz) of a run folder made before snapshots",
+        description="Read a run folder's checkpoint and write its archive as plain data "
+        "(archive.npz), which plot, gallery, analyze, render RUN and run --continue-from "
+        "read. Runs write it by themselves beside every checkpoint; this is for folders "
+        "made by older versions. It loads the pickled checkpoint: run it only on folders "
+        "you trust.",
+    )
+    snapshot.add_argument("folder", help="the run folder (runs/NAME)")
+    _add_trust(snapshot)
+    _add_key_file(snapshot)
+    snapshot.set_defaults(handler=snapshot_command)
+
+
+def _add_trust(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="load the checkpoint even if it is not signed with your key (made by an older "
+        "evoemotion, by another user or on another machine). A checkpoint is a pickle, "
+        "and loading a pickle runs any code it holds: use this only for folders whose "
+        "author you trust",
+    )
+
+
+def _add_key_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--key-file",
+        default=None,
+        metavar="FILE",
+        help="secret key that signs and checks checkpoints (default: $EVOEMOTION_KEY_FILE, "
+        "else ~/.config/evoemotion/checkpoint.key, created on first use, mode 0600)",
+    )
+
+
+def _key(args: argparse.Namespace):
+    from evoemotion.signing import load_key
+
+    return load_key(args.key_file) if args.key_file else None
 
 
 def _add_device_and_export(parser: argparse.ArgumentParser, device: str | None) -> None:
@@ -350,10 +404,22 @@ def run_command(args: argparse.Namespace) -> int:
     Returns:
         0 when the run finished, 130 when a signal stopped it (checkpoint saved).
     """
+    from evoemotion.errors import ConfigError
     from evoemotion.experiment import RunConfig, start_run
 
+    if args.continue_from is not None:
+        given = [
+            f"--{name}"
+            for name in ("genotype", "archive", "measures", "cells", "objective")
+            if getattr(args, name) is not None
+        ]
+        if given:
+            raise ConfigError(
+                f"--continue-from {args.continue_from} takes the genotype and archive of that "
+                f"run: drop {', '.join(given)}"
+            )
     config = RunConfig(
-        genotype=args.genotype,
+        genotype=args.genotype or RunConfig.genotype,
         archive=args.archive or ("measures" if args.measures else RunConfig.archive),
         algorithm=args.algorithm,
         objective=args.objective,
@@ -372,9 +438,10 @@ def run_command(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         export_size=args.export_size,
         options=_algorithm_options(args),
+        continue_from=args.continue_from,
     )
     print("evoemotion run: loading the genotype and classifier, building the archive ...")
-    run = start_run(config, args.out)
+    run = start_run(config, args.out, key=_key(args))
     print(f"evoemotion run: writing to {run.folder.path}")
     return _drive(run, config.iterations, args)
 
@@ -390,12 +457,39 @@ def resume_command(args: argparse.Namespace) -> int:
     """
     from evoemotion.experiment import resume_run
 
-    run = resume_run(args.folder, device=args.device)
+    run = resume_run(args.folder, device=args.device, trust=args.trust, key=_key(args))
     iterations = run.config.iterations if args.iterations is None else args.iterations
+    if iterations <= run.state.iteration:
+        run.close()
+        print(
+            f"evoemotion resume: {run.folder.path} is already at iteration "
+            f"{run.state.iteration} (asked for {iterations}); nothing was run. Give "
+            "--iterations above that to continue"
+        )
+        return 0
     print(
         f"evoemotion resume: {run.folder.path} at iteration {run.state.iteration} of {iterations}"
     )
     return _drive(run, iterations, args)
+
+
+def snapshot_command(args: argparse.Namespace) -> int:
+    """Handle ``evoemotion snapshot``: write a run folder's ``archive.npz``.
+
+    Args:
+        args: The parsed ``snapshot`` options.
+
+    Returns:
+        0.
+    """
+    from evoemotion.experiment import snapshot_run
+
+    snapshot = snapshot_run(args.folder, trust=args.trust, key=_key(args))
+    print(
+        f"evoemotion snapshot: wrote {len(snapshot)} elites at iteration "
+        f"{snapshot.iteration} to {args.folder}/archive.npz"
+    )
+    return 0
 
 
 @contextlib.contextmanager
@@ -417,6 +511,28 @@ def _evaluator(
 
 
 def _drive(run: Run, iterations: int, args: argparse.Namespace) -> int:
+    """Step the run, export the elites at the end, then release the run folder.
+
+    An OS error while writing (no space, no permission ...) becomes one line naming the
+    file, the last intact checkpoint and the command that resumes.
+    """
+    from evoemotion.errors import EvoEmotionError, WriteError
+
+    with run:
+        try:
+            return _step_and_export(run, iterations, args)
+        except WriteError as err:
+            done = run.folder.checkpoint_iteration
+            kept = (
+                "no checkpoint was written"
+                if done is None
+                else f"the last checkpoint (iteration {done}) is intact; free the space or fix "
+                f"the permission, then continue with: evoemotion resume {run.folder.path}"
+            )
+            raise EvoEmotionError(f"{err}; {kept}") from err
+
+
+def _step_and_export(run: Run, iterations: int, args: argparse.Namespace) -> int:
     """Step the run with a progress bar, checkpointing; export the elites at the end."""
     from tqdm import tqdm
 
@@ -445,7 +561,7 @@ def _drive(run: Run, iterations: int, args: argparse.Namespace) -> int:
         )
         bar.update(1)
 
-    with stop_on_signals() as stop, _evaluator(run, args, stop) as evaluator:
+    with bar, stop_on_signals() as stop, _evaluator(run, args, stop) as evaluator:
         finished = run_iterations(
             run.folder,
             state,
@@ -455,7 +571,6 @@ def _drive(run: Run, iterations: int, args: argparse.Namespace) -> int:
             stop=stop,
             callback=show,
         )
-    bar.close()
     if getattr(evaluator, "lost", None):
         raise EvoEmotionError(
             f"{evaluator.lost}; checkpoint saved at iteration "
@@ -469,10 +584,16 @@ def _drive(run: Run, iterations: int, args: argparse.Namespace) -> int:
         )
         return 130
     if not args.no_export:
-        elites = len(state.archive)
-        with tqdm(total=elites, unit="elite", desc="export", dynamic_ncols=True) as ebar:
-            run.folder.export_elites(
-                state, size=run.config.export_size, progress=lambda done: ebar.update(done - ebar.n)
+        from evoemotion.snapshot import ArchiveSnapshot
+        from evoemotion.views.export import export_elites
+
+        snapshot = ArchiveSnapshot.of(state)
+        with tqdm(total=len(snapshot), unit="elite", desc="export", dynamic_ncols=True) as ebar:
+            export_elites(
+                run.folder,
+                snapshot,
+                size=run.config.export_size,
+                progress=lambda done: ebar.update(done - ebar.n),
             )
     last = state.metrics[-1] if state.metrics else None
     summary = (

@@ -1,7 +1,8 @@
 """Commands ``plot``, ``analyze`` and ``gallery`` on run folders; ``render RUN`` posters.
 
-All of them read the run's latest checkpoint, so they work on a half-finished run. A
-checkpoint is a pickle, and a pickle is code: only open run folders you trust.
+All of them read the run's latest data snapshot (``archive.npz``, written beside every
+checkpoint), never the pickled checkpoint: they work on a half-finished run and are safe
+on run folders from anyone.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plot = subparsers.add_parser(
         "plot",
         help="draw a run's elites as mosaics, its objective heatmap and metric curves",
-        description="Draw the elites of each run's latest checkpoint as an image mosaic laid "
+        description="Draw the elites of each run's latest snapshot as an image mosaic laid "
         "out like the archive (va/measures: one grid; vad: one grid per dominance slice; "
         "categorical: one row per emotion with its top-k elites; per-class: one column per "
         "emotion), the objective heatmap (ribs.visualize), and QD score / coverage / best "

@@ -6,6 +6,10 @@ are computed once per view (full image, mirror, crops — cached on disk, see
 (Emotion6's distributions) are trained with cross-entropy against the distribution; valence,
 arousal and dominance with mean squared error on rows that have them, so datasets with
 different targets train one model together. Each head stops early on its own validation loss.
+A categorical head can instead learn the category each image was collected for
+(``labels="category"``), or a mixture of both (``"mixed"``), and its loss can be balanced over
+classes (``balance="weights"``: class-balanced weights; ``"prior"``: logit adjustment by the
+training prior), so classes the raters seldom chose are still predicted.
 Heads with several ensemble members train every member on its own loss (different
 initialisation and dropout), and stop on the validation loss of the members' average.
 ``finetune`` then trains the whole network on images (use a GPU).
@@ -41,6 +45,12 @@ from evoemotion.errors import ConfigError
 #: total units, and optional numbers to show (loss ...).
 Progress = Callable[[str, int, int, "dict | None"], None]
 
+#: Targets a categorical head can learn (see :class:`TrainConfig`).
+LABELS = ("soft", "category", "mixed")
+
+#: Class-balance treatments of the categorical loss (see :class:`TrainConfig`).
+BALANCES = ("none", "weights", "prior")
+
 
 @dataclass
 class TrainConfig:
@@ -50,6 +60,16 @@ class TrainConfig:
         backbone: Backbone name.
         weights: Backbone weights: ``"imagenet"``, ``"none"`` or a file.
         heads: Head names (``categorical``, ``va``, ``vad``, ``valence`` ...).
+        labels: Targets of the categorical head: ``"soft"`` (rater distributions),
+            ``"category"`` (one-hot collected-for category, see
+            :attr:`~evoemotion.emotion.datasets.EmotionData.categories`) or ``"mixed"``
+            (``(1 - mix) * soft + mix * category``).
+        mix: Share of the category in ``"mixed"`` targets.
+        balance: Class balance of the categorical loss: ``"none"``; ``"weights"`` (each
+            class's target mass weighted by ``1 / (K * prior)``, so every class weighs alike
+            in the loss); ``"prior"`` (logit adjustment: trained through ``logits + log
+            prior``, predicting with the logits alone, which targets balanced error). The
+            prior is the mean training target.
         hidden: Hidden width of the heads; 0 for linear heads.
         dropout: Head dropout.
         members: Ensemble size of every head (independently trained MLPs, averaged).
@@ -81,6 +101,9 @@ class TrainConfig:
     backbone: str = "efficientnet_lite0_ms"
     weights: str = "imagenet"
     heads: list[str] = field(default_factory=lambda: ["categorical", "va"])
+    labels: str = "soft"
+    mix: float = 0.5
+    balance: str = "none"
     hidden: int = 128
     dropout: float = 0.5
     members: int = 1
@@ -108,6 +131,12 @@ class TrainConfig:
         Raises:
             ConfigError: naming the bad option and value.
         """
+        if self.labels not in LABELS:
+            raise ConfigError(f"labels {self.labels!r} must be one of {', '.join(LABELS)}")
+        if self.balance not in BALANCES:
+            raise ConfigError(f"balance {self.balance!r} must be one of {', '.join(BALANCES)}")
+        if not 0 < self.mix < 1:
+            raise ConfigError(f"mix must be between 0 and 1 (exclusive), got {self.mix}")
         bad = [v for v in self.views if v not in VIEWS]
         if bad or not self.views:
             raise ConfigError(f"views {self.views} must be among {', '.join(VIEWS)}")
@@ -154,12 +183,53 @@ def class_names_of(datasets: list[EmotionData]) -> list[str]:
     return list(labelled[0].class_names) if labelled else []
 
 
-def targets(data: EmotionData, rows: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Label distributions ``(n, K)`` and values ``(n, 3)`` of some rows (NaN where absent)."""
+def check_categories(datasets: list[EmotionData], labels: str) -> None:
+    """With category targets, every dataset with classes must know its images' categories.
+
+    Raises:
+        ConfigError: a labelled dataset without categories (naming it and its classes), or
+            no dataset with categories at all.
+    """
+    if labels == "soft":
+        return
+    for d in datasets:
+        if d.class_names and d.categories is None:
+            raise ConfigError(
+                f"--labels {labels}: dataset {d.name} has classes {d.class_names} but no "
+                "collected-for categories (only rater distributions); use --labels soft"
+            )
+    if not any(d.categories is not None for d in datasets):
+        names = ", ".join(f"{d.name} (classes {d.class_names or 'none'})" for d in datasets)
+        raise ConfigError(f"--labels {labels}: no dataset has collected-for categories: {names}")
+
+
+def targets(
+    data: EmotionData,
+    rows: np.ndarray,
+    n_classes: int,
+    labels: str = "soft",
+    mix: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Categorical targets ``(n, K)`` and values ``(n, 3)`` of some rows (NaN where absent).
+
+    Args:
+        data: The dataset.
+        rows: Row indices.
+        n_classes: K, the classes of every labelled dataset.
+        labels: ``"soft"``, ``"category"`` or ``"mixed"`` (see :class:`TrainConfig`); rows
+            of unknown category (-1) have no target with ``"category"`` or ``"mixed"``.
+        mix: Share of the category in ``"mixed"`` targets.
+
+    Returns:
+        The categorical targets and the valence / arousal / dominance values.
+    """
+    probs = np.full((len(rows), n_classes), np.nan)
     if data.probs is not None and data.class_names:
         probs = data.probs[rows]
-    else:
-        probs = np.full((len(rows), n_classes), np.nan)
+        if labels != "soft" and data.categories is not None:
+            category = data.categories[rows]
+            onehot = np.where((category >= 0)[:, None], np.eye(n_classes)[category], np.nan)
+            probs = onehot if labels == "category" else (1 - mix) * probs + mix * onehot
     values = np.stack([data.values[n][rows] for n in VALUE_NAMES], axis=1)
     return probs, values
 
@@ -214,7 +284,7 @@ def gather_rows(
     feats, probs, values = [], [], []
     for data, view, size in itertools.product(datasets, views, sizes):
         rows = parts[data.name][part]
-        p, v = targets(data, rows, n_classes)
+        p, v = targets(data, rows, n_classes, config.labels, config.mix)
         feats.append(
             extract_features(
                 model,
@@ -231,20 +301,71 @@ def gather_rows(
     return Rows(np.concatenate(feats), np.concatenate(probs), np.concatenate(values))
 
 
+@dataclass(frozen=True)
+class Balance:
+    """Class-balance terms of the categorical loss (see :func:`balance_terms`).
+
+    Attributes:
+        weights: ``(K,)`` weight of each class's target mass (ones: unweighted).
+        offset: ``(K,)`` added to the logits in the loss only (zeros: no logit adjustment).
+    """
+
+    weights: torch.Tensor
+    offset: torch.Tensor
+
+
+def class_prior(probs: np.ndarray) -> np.ndarray:
+    """Mean categorical target over rows that have one, floored at 1e-6 and renormalised."""
+    known = np.isfinite(probs).all(axis=1)
+    prior = np.clip(probs[known].mean(axis=0), 1e-6, None)
+    return prior / prior.sum()
+
+
+def balance_terms(probs: np.ndarray, balance: str, device: torch.device | str = "cpu") -> Balance:
+    """The loss terms of a class-balance treatment, from the training targets' prior.
+
+    Args:
+        probs: ``(M, K)`` training targets (NaN rows ignored).
+        balance: ``"none"``, ``"weights"`` or ``"prior"`` (see :class:`TrainConfig`).
+        device: Device of the returned tensors.
+
+    Returns:
+        ``weights = 1 / (K * prior)`` for ``"weights"`` (else ones) and ``offset = log
+        prior`` for ``"prior"`` (else zeros).
+    """
+    k = probs.shape[1]
+    prior = class_prior(probs) if probs.size and k else np.full(k, 1.0 / max(k, 1))
+    weights = 1.0 / (k * prior) if balance == "weights" else np.ones(k)
+    offset = np.log(prior) if balance == "prior" else np.zeros(k)
+    return Balance(
+        torch.as_tensor(weights, dtype=torch.float32, device=device),
+        torch.as_tensor(offset, dtype=torch.float32, device=device),
+    )
+
+
 def head_losses(
-    model: EmotionModel, out: dict[str, torch.Tensor], probs: torch.Tensor, values: torch.Tensor
+    model: EmotionModel,
+    out: dict[str, torch.Tensor],
+    probs: torch.Tensor,
+    values: torch.Tensor,
+    balance: Balance | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-head loss on rows that have the head's targets (0 for a head with none).
 
-    Categorical heads: cross-entropy against the label distribution (soft labels). Regression
-    heads: mean squared error over the head's outputs, on the rating scale.
+    Categorical heads: cross-entropy against the target distribution, ``-sum_k w_k p_k log
+    softmax(logits + offset)_k`` with the class-balance terms (unweighted and unadjusted
+    without ``balance``). Regression heads: mean squared error over the head's outputs, on
+    the rating scale.
     """
     losses = {}
     for spec in model.head_specs:
         if spec.kind == "categorical":
             mask = torch.isfinite(probs).all(dim=1)
-            logp = F.log_softmax(out["logits"][mask], dim=1)
-            loss = -(probs[mask] * logp).sum(dim=1)
+            logits = out["logits"][mask]
+            target = probs[mask]
+            if balance is not None:
+                logits, target = logits + balance.offset, target * balance.weights
+            loss = -(target * F.log_softmax(logits, dim=1)).sum(dim=1)
         else:
             target = values[:, [VALUE_NAMES.index(name) for name in spec.outputs]]
             known = torch.isfinite(target)
@@ -270,6 +391,7 @@ def training_loss(
     probs: torch.Tensor,
     values: torch.Tensor,
     l2: float,
+    balance: Balance | None = None,
 ) -> torch.Tensor:
     """The objective a training step minimises, averaged over ensemble members.
 
@@ -282,13 +404,18 @@ def training_loss(
         probs: ``(N, K)`` label distributions (NaN rows where unknown).
         values: ``(N, 3)`` valence, arousal, dominance (NaN where unknown).
         l2: Weight of :func:`weight_penalty`.
+        balance: Class-balance terms of the categorical loss.
 
     Returns:
         The scalar loss.
     """
     members = model.members
     loss = sum(
-        sum(head_losses(model, model.predict_from_embedding(embedding, k), probs, values).values())
+        sum(
+            head_losses(
+                model, model.predict_from_embedding(embedding, k), probs, values, balance
+            ).values()
+        )
         for k in range(members)
     )
     return (loss + l2 * weight_penalty(model)) / members
@@ -365,6 +492,7 @@ def fit_heads(
         )
 
     train_t, val_t = tensors(train), None if val is None else tensors(val)
+    balance = balance_terms(train.probs, config.balance, device)
     optimiser = torch.optim.Adam(model.heads.parameters(), lr=config.lr)
     names = [s.name for s in model.head_specs]
     best = {n: {"val_loss": float("inf"), "best_epoch": 0} for n in names}
@@ -376,7 +504,7 @@ def fit_heads(
         order = torch.randperm(len(train_t[0]), generator=generator).to(device)
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
-            loss = training_loss(model, *(t[idx] for t in train_t), config.l2)
+            loss = training_loss(model, *(t[idx] for t in train_t), config.l2, balance)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -389,7 +517,9 @@ def fit_heads(
                 progress("refit heads", 1, epochs, None)
             continue
         with torch.no_grad():
-            val_losses = head_losses(model, model.predict_from_embedding(val_t[0]), *val_t[1:])
+            val_losses = head_losses(
+                model, model.predict_from_embedding(val_t[0]), *val_t[1:], balance
+            )
         for name, value in val_losses.items():
             if value.item() < best[name]["val_loss"]:
                 best[name] = {"val_loss": value.item(), "best_epoch": epoch}
@@ -426,6 +556,13 @@ def finetune(
     n_classes = len(class_names_of(datasets))
     device = model.feature_mean.device
     samples = [(d, int(i)) for d in datasets for i in parts[d.name]["train"]]
+    train_probs = np.concatenate(
+        [
+            targets(d, parts[d.name]["train"], n_classes, config.labels, config.mix)[0]
+            for d in datasets
+        ]
+    )
+    balance = balance_terms(train_probs, config.balance, device)
     rng = np.random.default_rng(config.seed)
     optimiser = torch.optim.Adam(
         [
@@ -447,11 +584,13 @@ def finetune(
             x = torch.cat(
                 [model.preprocess(torch.from_numpy(im.copy())[None], config.size) for im in images]
             ).to(device)
-            labels = [targets(d, np.array([i]), n_classes) for d, i in chosen]
+            labels = [
+                targets(d, np.array([i]), n_classes, config.labels, config.mix) for d, i in chosen
+            ]
             probs = torch.as_tensor(np.concatenate([p for p, _ in labels]), dtype=torch.float32)
             values = torch.as_tensor(np.concatenate([v for _, v in labels]), dtype=torch.float32)
             loss = training_loss(
-                model, model.backbone(x), probs.to(device), values.to(device), config.l2
+                model, model.backbone(x), probs.to(device), values.to(device), config.l2, balance
             )
             optimiser.zero_grad()
             loss.backward()
@@ -490,6 +629,8 @@ def train(
     if not datasets:
         raise ConfigError("training needs at least one dataset")
     class_names = class_names_of(datasets)
+    if "categorical" in config.heads:
+        check_categories(datasets, config.labels)
     torch.manual_seed(config.seed)  # random-weight backbones ("none") are part of the model
     model = build_model(
         config.backbone,
