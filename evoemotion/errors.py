@@ -33,3 +33,19 @@ class UntrustedCheckpointError(CheckpointError):
 
 class RunBusyError(EvoEmotionError):
     """Another process is writing the run folder (it holds the folder's lock)."""
+
+
+class WriteError(EvoEmotionError, OSError):
+    """The operating system refused a write (no space, no permission, read-only ...).
+
+    Attributes:
+        path: The file that could not be written.
+    """
+
+    def __init__(self, path: object, err: OSError) -> None:
+        reason = err.strerror or str(err)
+        super().__init__(err.errno, f"cannot write {path}: {reason}")
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.strerror or ""

@@ -1,5 +1,8 @@
 """Run folders: layout, config, metrics, signed checkpoints, data snapshots, one writer.
 
+Rendering the elites into ``elites/`` belongs to the views (:mod:`evoemotion.views.export`);
+this module only persists.
+
 A run folder (``runs/NAME/``) holds:
 
 - ``config.json``: the resolved configuration (run options, genotype preset, archive
@@ -33,9 +36,7 @@ import json
 import os
 import pickle
 import random
-import shutil
 import signal
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evoemotion.atomic import atomic_write
+from evoemotion.atomic import atomic_write, reporting_write_errors
 from evoemotion.errors import (
     CheckpointError,
     ConfigError,
@@ -72,7 +73,16 @@ CHECKPOINT_VERSION = b"2"
 LOCK_NAME = "writer.lock"
 
 
-def _csv_bytes(header: list[str], rows: list[list[Any]]) -> bytes:
+def csv_bytes(header: list[str], rows: list[list[Any]]) -> bytes:
+    """Return a CSV table (header + rows, ``\\n`` line ends) as bytes.
+
+    Args:
+        header: Column names.
+        rows: The rows.
+
+    Returns:
+        The UTF-8 bytes.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -102,6 +112,8 @@ class RunFolder:
         self.path = Path(path)
         self._key = key
         self._lock_fd: int | None = None
+        #: Iteration of the last checkpoint written or loaded here (``None``: none yet).
+        self.checkpoint_iteration: int | None = None
 
     @property
     def key(self) -> SigningKey:
@@ -188,7 +200,8 @@ class RunFolder:
                 f"run folder {folder.path} already exists and is not empty; resume it with "
                 "`evoemotion resume` or choose another --out"
             )
-        folder.path.mkdir(parents=True, exist_ok=True)
+        with reporting_write_errors(folder.path):
+            folder.path.mkdir(parents=True, exist_ok=True)
         folder.lock()
         if occupied():
             folder.release()
@@ -242,10 +255,12 @@ class RunFolder:
 
         Raises:
             RunBusyError: Another process holds the lock; the message names it.
+            WriteError: The lock file cannot be made (read-only folder ...).
         """
         if self._lock_fd is not None:
             return self
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        with reporting_write_errors(self.lock_path):
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -256,9 +271,10 @@ class RunFolder:
                 "run or resume); nothing was changed: wait for it to finish or stop it, "
                 "then resume"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
+        with reporting_write_errors(self.lock_path):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return self
 
     def release(self) -> None:
@@ -292,7 +308,10 @@ class RunFolder:
             row: Field -> value.
         """
         new = not self.metrics_path.is_file() or self.metrics_path.stat().st_size == 0
-        with open(self.metrics_path, "a", newline="") as fh:
+        with (
+            reporting_write_errors(self.metrics_path),
+            open(self.metrics_path, "a", newline="") as fh,
+        ):
             writer = csv.writer(fh, lineterminator="\n")
             if new:
                 writer.writerow(list(row))
@@ -305,7 +324,7 @@ class RunFolder:
             rows: All metrics rows so far; may be empty.
         """
         header = list(rows[0]) if rows else []
-        data = _csv_bytes(header, [list(r.values()) for r in rows]) if rows else b""
+        data = csv_bytes(header, [list(r.values()) for r in rows]) if rows else b""
         atomic_write(self.metrics_path, data)
 
     def save_checkpoint(self, state: SearchState) -> None:
@@ -331,6 +350,7 @@ class RunFolder:
         signature = self.key.sign(fields + b"\n" + data).encode()
         header = CHECKPOINT_MAGIC + CHECKPOINT_VERSION + b" " + fields + b" hmac=" + signature
         atomic_write(self.checkpoint_path, header + b"\n" + data)
+        self.checkpoint_iteration = int(state.iteration)
         atomic_write(self.snapshot_path, ArchiveSnapshot.of(state).to_bytes())
 
     def _check_signature(self, header: bytes, data: bytes, trust: bool) -> None:
@@ -403,6 +423,7 @@ class RunFolder:
         random.setstate(payload["python_random"])
         np.random.set_state(payload["numpy_random"])
         torch.set_rng_state(payload["torch_random"])
+        self.checkpoint_iteration = int(payload["state"].iteration)
         return payload["state"]
 
     def snapshot(self) -> ArchiveSnapshot:
@@ -422,66 +443,6 @@ class RunFolder:
                 f"{self.path} --trust"
             )
         return ArchiveSnapshot.read(self.snapshot_path)
-
-    def export_elites(
-        self,
-        state: SearchState,
-        *,
-        size: int = 256,
-        chunk: int = 16,
-        progress: Callable[[int], None] | None = None,
-    ) -> int:
-        """Write every elite as PNG + genome JSON into ``elites/`` and list them in
-        ``elites.csv``, replacing an earlier export.
-
-        Args:
-            state: The run state (its archive, spec and genotype).
-            size: Side of the PNGs in pixels.
-            chunk: Elites rendered per batch.
-            progress: Called with the number of elites written after each batch.
-
-        Returns:
-            The number of elites written.
-        """
-        from PIL import Image
-
-        from evoemotion.pipeline import as_genome_list
-        from evoemotion.render import render
-
-        data = state.archive.data()
-        order = np.argsort(data["index"], kind="stable")
-        spec, genotype = state.spec, state.genotype
-        staging = Path(tempfile.mkdtemp(prefix=".elites.", dir=self.path))
-        header = ["cell", "objective", *spec.measure_columns, *spec.output_names, "image", "genome"]
-        rows = []
-        for start in range(0, len(order), chunk):
-            picked = order[start : start + chunk]
-            images = render(genotype, as_genome_list(data["solution"][picked]), size)
-            for i, image in zip(picked, images, strict=True):
-                stem = f"cell{int(data['index'][i]):05d}"
-                Image.fromarray(image).save(staging / f"{stem}.png")
-                genome_json = json.dumps(genotype.to_dict(data["solution"][i]), indent=1)
-                (staging / f"{stem}.json").write_text(genome_json + "\n")
-                rows.append(
-                    [
-                        int(data["index"][i]),
-                        float(data["objective"][i]),
-                        *map(float, data["measures"][i]),
-                        *map(float, data["outputs"][i]),
-                        f"elites/{stem}.png",
-                        f"elites/{stem}.json",
-                    ]
-                )
-            if progress:
-                progress(len(rows))
-        old = self.path / ".elites.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if self.elites_dir.exists():
-            os.replace(self.elites_dir, old)
-        os.replace(staging, self.elites_dir)
-        shutil.rmtree(old, ignore_errors=True)
-        atomic_write(self.elites_csv, _csv_bytes(header, rows))
-        return len(rows)
 
 
 def run_iterations(

@@ -172,7 +172,7 @@ def test_cli_runs_on_local_workers_and_on_a_scheduler_give_the_same_archive(
         ("one", ["--workers", "1"]),
         ("two", ["--scheduler", client.scheduler.address]),
     ]:
-        start_run(config, tmp_path / name)
+        start_run(config, tmp_path / name).close()
         assert main(["resume", str(tmp_path / name), "--no-export", *options]) == 0
         assert_same_run(RunFolder.open(tmp_path / name).load_checkpoint(), reference.state)
 

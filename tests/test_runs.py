@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from evoemotion.errors import CheckpointError, ConfigError
 from evoemotion.experiment import RunConfig, resume_run, start_run
 from evoemotion.render import render
 from evoemotion.runs import RunFolder, run_iterations, stop_on_signals
+from evoemotion.snapshot import ArchiveSnapshot
+from evoemotion.views.export import export_elites
 
 CLASSES = ["anger", "fear", "joy"]
 
@@ -152,9 +155,12 @@ def test_a_signal_stops_the_run_after_a_checkpoint(classifier, tmp_path):
 
 
 def test_export_writes_every_elite_as_png_genome_and_csv_row(classifier, tmp_path):
-    run = start_run(tiny_config(classifier, iterations=2), tmp_path / "run")
+    preset = tmp_path / "mine.toml"
+    preset.write_text((Path(__file__).parents[1] / "genotypes" / "cppn.toml").read_text())
+    run = start_run(tiny_config(classifier, iterations=2, genotype=str(preset)),
+                    tmp_path / "run")
     run_iterations(run.folder, run.state, run.evaluator, iterations=2)
-    count = run.folder.export_elites(run.state, size=24)
+    count = export_elites(run.folder, ArchiveSnapshot.of(run.state), size=24)
     assert count == len(run.state.archive) >= 1
     with open(run.folder.elites_csv) as fh:
         rows = list(csv.DictReader(fh))
@@ -169,6 +175,12 @@ def test_export_writes_every_elite_as_png_genome_and_csv_row(classifier, tmp_pat
     data = run.state.archive.data()
     stored = data["solution"][list(data["index"]).index(index)]
     np.testing.assert_array_equal(genome, stored)
+    # The genome file carries its preset: it renders after the preset file is gone.
+    preset.unlink()
+    poster = tmp_path / "again.png"
+    assert main(["render", str(run.folder.path / row["genome"]), "--size", "24",
+                 "-o", str(poster)]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(poster)), png)
 
 
 def test_cli_run_and_resume_write_a_complete_run_folder(classifier, tmp_path, capsys):
