@@ -193,7 +193,9 @@ def classifier_record(source: str, model: EmotionModel) -> dict[str, Any]:
     Returns:
         Source (absolute path unless ``default``), identity hash, outputs and backbone.
     """
-    where = source if source == "default" else str(Path(source).expanduser().resolve())
+    from evoemotion.emotion.model import BUNDLED
+
+    where = source if source in BUNDLED else str(Path(source).expanduser().resolve())
     return {
         "source": where,
         "identity": model.identity,

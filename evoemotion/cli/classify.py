@@ -426,10 +426,11 @@ def _format_metrics(name: str, metrics: dict) -> list[str]:
     if views:
         header = "".join(f"  | {LABEL_VIEWS[v]:<26}" for v in views)
         lines.append(f"  {'class':<10}{header}")
-        lines.append(f"  {'':<10}" + "  |   n  recall  prec.    F1 " * len(views))
+        columns = f"  | {'n':>4} {'recall':>7} {'prec.':>6} {'F1':>6}"
+        lines.append(f"  {'':<10}" + columns * len(views))
         for cls in next(iter(views.values()))["per_class"]:
             cells = "".join(
-                "  | {support:>4} {recall:>7.3f} {precision:>6.3f} {f1:>6.3f} ".format(
+                "  | {support:>4} {recall:>7.3f} {precision:>6.3f} {f1:>6.3f}".format(
                     **m["per_class"][cls]
                 )
                 for m in views.values()
