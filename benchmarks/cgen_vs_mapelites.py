@@ -21,7 +21,8 @@ grid at ``--grid-size`` px; then cell-for-cell counts against every search.
 Results go to ``--out`` (default ``runs/cgen_vs_mapelites/``, git-ignored): ``results.json``
 and PNG sample grids (the timed 8 x 8 grid, stored at 128 px per image, and every reached
 cell's images). ``--methods`` runs some methods only; rows of an earlier run with the same
-setup in ``results.json`` are kept, so a method can be added later (e.g. DQD once it lands).
+setup in ``results.json`` are kept, so a method can be added later (e.g. DQD once it lands),
+and ``--also DIR`` merges the rows of methods run at the same time in other processes.
 
     python benchmarks/cgen_vs_mapelites.py [--budget 240] [--cells 10] [--seed 0]
         [--methods map-elites,dqd,random,cgen] [--classifier default] [--latents 4]
@@ -110,9 +111,9 @@ def run_generator(model, spec, scorer, args, out: Path) -> dict:
         trainer.train_step()
     trained = evaluate_generator(generator, scorer, **options)
     seconds = time.perf_counter() - start
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     images = sample_grid(generator, 8, 8, args.grid_size, seed=args.seed, shared_latent=False)
-    grid_seconds = time.perf_counter() - start
+    grid_seconds, grid_cpu = time.perf_counter() - start, time.process_time() - cpu
     small = images[:, :: max(1, args.grid_size // 128), :: max(1, args.grid_size // 128)]
     save_png(out / "cgen_grid_8x8.png", grid(small, columns=8, gap=2))
     picked = trained.reached
@@ -125,7 +126,7 @@ def run_generator(model, spec, scorer, args, out: Path) -> dict:
                       gap=2))
     rows = {"cgen untrained": generator_row(untrained, "0 steps", evaluation_time),
             "cgen trained": generator_row(trained, f"{trainer.step:,} steps", seconds)}
-    rows["cgen trained"]["grid_seconds"] = grid_seconds
+    rows["cgen trained"].update(grid_seconds=grid_seconds, grid_cpu=grid_cpu)
     return rows
 
 
@@ -152,7 +153,8 @@ def print_tables(results: dict, n_cells: int, grid_size: int) -> None:
         print(line)
     trained = results.get("cgen trained")
     if trained and "grid_seconds" in trained:
-        print(f"\n8 x 8 grid at {grid_size} px sampled in {trained['grid_seconds']:.1f} s")
+        print(f"\n8 x 8 grid at {grid_size} px sampled in {trained['grid_seconds']:.1f} s "
+              f"({trained['grid_cpu']:.1f} s of CPU time)")
     generators = [label for label in results if "reached" in results[label]]
     print(f"\n| cells (of {n_cells}) | both | search only | generator only |")
     print("|---|---:|---:|---:|")
@@ -182,6 +184,9 @@ def main() -> None:
                         help="side of the timed 8x8 sample grid's images")
     parser.add_argument("--out", type=Path, default=Path("runs/cgen_vs_mapelites"),
                         help="folder for results.json and the PNG grids")
+    parser.add_argument("--also", type=Path, action="append", default=[], metavar="DIR",
+                        help="merge the rows of another --out folder of the same setup into "
+                        "the tables (e.g. methods run at the same time in other processes)")
     parser.add_argument("--device", default="auto", help="torch device")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -214,6 +219,11 @@ def main() -> None:
             label = f"MAP-Elites {args.emitter}" if method == "map-elites" else method
             results[label] = run_search(method, spec, scorer, args)
         atomic_write(path, json.dumps({"setup": setup, "rows": results}, indent=1).encode())
+    for other in args.also:
+        document = json.loads((other / "results.json").read_text())
+        if document["setup"] != setup:
+            parser.error(f"--also {other}: its setup {document['setup']} differs from {setup}")
+        results.update(document["rows"])
     print(f"(load after the run {os.getloadavg()[0]:.1f}; results in {path})\n")
     print_tables(results, spec.cells, args.grid_size)
 

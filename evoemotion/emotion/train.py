@@ -826,8 +826,11 @@ def train(
         split["datasets"].update(
             {k: v for k, v in base["split"]["datasets"].items() if k not in names}
         )
-        base_specs = base.get("data", {}).get("specs", [])
-        specs = [s for s in base_specs if s.partition(":")[0] not in names] + specs
+        given = dict(zip(names, specs, strict=True))
+        base_names = list(base["split"]["datasets"])  # in the order of the base's specs
+        base_specs = base.get("data", {}).get("specs", base_names)
+        specs = [given.pop(n, s) for n, s in zip(base_names, base_specs, strict=True)]
+        specs += list(given.values())
         history = {**base.get("history", {}), **history}
     model.metadata.update(
         {
