@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check in one call (no network needed): install the carried wheels into a temporary
-# target, run the CUDA tests, then time the pipeline, a default run, DQD vs MAP-Elites and a
-# full fine-tune of the default classifier. Tables go to OUTDIR/summary.md, everything
+# target, run the CUDA tests, then time the pipeline, the torch vs Numba renderers, a default
+# run and a full fine-tune of the default classifier. Tables go to OUTDIR/summary.md, everything
 # printed to OUTDIR/check.log. Each step has its own time cap and the whole check stops
 # starting steps after CHECK_BUDGET seconds (default 470), so it ends within 8 minutes.
 # CAP_SCALE=N multiplies every cap and the default budget (a slow or busy CPU machine).
@@ -64,7 +64,7 @@ echo "|---|---|---:|" >> "$work/steps.md"
 # in shared) under min(CAP, budget left) seconds; log its output, copy its markdown table
 # lines into the summary and record its status and time.
 shared=(python here root work out device evo pipeline score_px eval_size run_small render
-        finetune datasets race_s)
+        finetune datasets)
 step() {
   local name="$1" cap=$(($2 * scale))
   shift 2
@@ -157,7 +157,6 @@ if [ "$mode" = gpu ]; then
   render=(--sizes 64,224 --count 2048 --repeats 3)
   finetune=(--finetune-epochs "${FINETUNE_EPOCHS:-5}" --bf16)
   datasets=(--dataset emotion6 --dataset oasis)
-  race_s=120
 else
   pipeline=(--device cpu --batch-size 32 --chunk-size 16 --batches 1 --repeats 1)
   score_px=64
@@ -168,7 +167,6 @@ else
     "$work/emotion6-small" || exit 1
   finetune=(--finetune-epochs 1 --size 64 --extra-sizes "" --epochs 20)
   datasets=(--dataset "emotion6:$work/emotion6-small")
-  race_s=20
 fi
 
 step cuda-tests 110 "$python" -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py
