@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from evoemotion.cli.options import add_classifier, add_device, add_seed, add_size, size_or_native
+
 #: Datasets used when a command is given no ``--dataset``.
 DEFAULT_DATASETS = ["emotion6", "oasis"]
 
@@ -116,7 +118,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--size",
-        type=int,
+        type=size_or_native(None),
         default=None,
         help="input side in px to train at; it becomes the model's input size (default: the "
         "backbone's native size)",
@@ -146,9 +148,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=512, help=f"head minibatch size {from_defaults}"
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help=f"split and training seed {from_defaults}"
-    )
+    add_seed(parser, what="split and training seed")
     parser.add_argument(
         "--split",
         default="0.7,0.1,0.2",
@@ -163,7 +163,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--finetune-lr", type=float, default=1e-4, help=f"backbone learning rate {from_defaults}"
     )
-    parser.add_argument("--device", default="auto", help=f"torch device {from_defaults}")
+    add_device(parser, what="torch device")
     parser.add_argument(
         "--bf16", action="store_true", help="bfloat16 autocast for feature extraction (faster)"
     )
@@ -238,8 +238,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("model", help="checkpoint file or 'default'")
     _add_data_options(p, "default: the datasets the model was trained on")
-    p.add_argument("--size", type=int, default=None, help="input side in px (default: model's)")
-    p.add_argument("--device", default="auto", help="torch device (default: %(default)s)")
+    add_size(p, what="the model's input", default=None, native=None)
+    add_device(p, what="torch device")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the backbone")
     p.add_argument("--cache-dir", default=None, help="feature cache folder (default: the usual)")
     p.add_argument(
@@ -292,9 +292,11 @@ def register(subparsers) -> None:
         description="Score image files with an emotion model.",
     )
     p.add_argument("images", nargs="+", type=Path, help="image files")
-    p.add_argument("--model", default="default", help="checkpoint file (default: %(default)s)")
-    p.add_argument("--size", type=int, default=None, help="input side in px (default: model's)")
-    p.add_argument("--device", default="auto", help="torch device (default: %(default)s)")
+    add_classifier(
+        p, dest="model", default="default", help="classifier checkpoint (default: default)"
+    )
+    add_size(p, what="the model's input", default=None, native=None)
+    add_device(p, what="torch device")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.set_defaults(handler=run_classify)
 
