@@ -64,6 +64,7 @@ class RunConfig:
         checkpoint_every: Checkpoint period in iterations.
         export_size: Side of the exported elite PNGs.
         options: Algorithm-specific options (e.g. ``emitter``, ``sigma``).
+        renderer: ``auto``, ``numba`` or ``torch`` (see :class:`~evoemotion.pipeline.Evaluator`).
     """
 
     genotype: str = "cppn"
@@ -85,6 +86,7 @@ class RunConfig:
     checkpoint_every: int = 10
     export_size: int = 256
     options: dict[str, Any] = field(default_factory=dict)
+    renderer: str = "auto"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -211,7 +213,13 @@ def build_evaluator(
         size=config.score_size,
         precision=config.precision,
     )
-    return Evaluator(genotype, scorer, render_size=config.render_size, features=features)
+    return Evaluator(
+        genotype,
+        scorer,
+        render_size=config.render_size,
+        features=features,
+        renderer=config.renderer,
+    )
 
 
 def check_classifiers(records: Sequence[Mapping[str, Any]], models: list[EmotionModel]) -> None:
