@@ -70,6 +70,7 @@ class RunConfig:
         options: Algorithm-specific options (e.g. ``emitter``, ``sigma``).
         continue_from: A run folder whose archive snapshot fills the new run's archive
             (its genotype and archive spec are used); ``None`` starts empty.
+        renderer: ``auto``, ``numba`` or ``torch`` (see :class:`~evoemotion.pipeline.Evaluator`).
     """
 
     genotype: str = "cppn"
@@ -92,6 +93,7 @@ class RunConfig:
     export_size: int = 256
     options: dict[str, Any] = field(default_factory=dict)
     continue_from: str | None = None
+    renderer: str = "auto"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -214,7 +216,13 @@ def build_evaluator(
         size=config.score_size,
         precision=config.precision,
     )
-    return Evaluator(genotype, scorer, render_size=config.render_size, features=features)
+    return Evaluator(
+        genotype,
+        scorer,
+        render_size=config.render_size,
+        features=features,
+        renderer=config.renderer,
+    )
 
 
 def check_classifiers(records: Sequence[Mapping[str, Any]], models: list[EmotionModel]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -98,8 +99,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=d.algorithm,
         help="search algorithm: map-elites; novelty = DEAP novelty search; nslc = "
         "novelty search with local competition (NSGA-II); random = the same "
-        "budget of fresh random genomes. Every algorithm fills the same kind of "
-        "archive (default: %(default)s)",
+        "budget of fresh random genomes; dqd = differentiable QD along the gradients "
+        "of the objective and measures (CMA-MEGA, CMA-MAEGA, OMG-MEGA; flat CPPN "
+        "genotypes). Every algorithm fills the same kind of archive (default: %(default)s)",
     )
     run.add_argument(
         "--emitter",
@@ -137,6 +139,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "search's offspring (default 0.2 when the genotype has crossover, else 0)",
     )
     _add_novelty_options(run)
+    _add_dqd_options(run)
     add_classifier(
         run,
         repeat=True,
@@ -360,6 +363,68 @@ def _add_novelty_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_dqd_options(parser: argparse.ArgumentParser) -> None:
+    from evoemotion.pipeline import RENDERERS
+    from evoemotion.search.dqd import DQD_EMITTERS, GRADIENT_OPTIMIZERS, DqdSearch
+
+    defaults = inspect.signature(DqdSearch).parameters
+    group = parser.add_argument_group(
+        "differentiable QD (--algorithm dqd; flat CPPN genotypes such as cppn and cppn-hsv; "
+        "objective confidence (the default with dqd) or none; not with --workers)"
+    )
+    group.add_argument(
+        "--dqd-emitter",
+        choices=DQD_EMITTERS,
+        default=defaults["emitter"].default,
+        help="cma-mega = CMA-ES over gradient coefficients (2-stage improvement ranking); "
+        "cma-maega = the same with CMA-MAE's archive learning rate; omg-mega = archive "
+        "elites stepped along random gradient combinations (default: %(default)s). "
+        "--emitters sets how many (per-class: at least one per class)",
+    )
+    group.add_argument(
+        "--dqd-sigma",
+        type=float,
+        default=defaults["sigma"].default,
+        help="CMA-MEGA's initial coefficient step sigma0, OMG-MEGA's sigma_g, on unit-length "
+        "gradients (default: %(default)s)",
+    )
+    group.add_argument(
+        "--dqd-lr",
+        type=float,
+        default=defaults["lr"].default,
+        help="learning rate of the CMA-MEGA solution point (default: %(default)s)",
+    )
+    group.add_argument(
+        "--dqd-optimizer",
+        choices=GRADIENT_OPTIMIZERS,
+        default=defaults["optimizer"].default,
+        help="optimiser of the CMA-MEGA solution point (default: %(default)s)",
+    )
+    group.add_argument(
+        "--archive-lr",
+        type=float,
+        default=defaults["archive_lr"].default,
+        help="CMA-MAEGA's archive learning rate in (0, 1] (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--renderer",
+        choices=RENDERERS,
+        default="auto",
+        help="numba = CPU kernels; torch = render flat CPPNs with torch on the scoring device "
+        "(no host round trip); auto = torch on CUDA for flat CPPNs, else numba "
+        "(default: %(default)s)",
+    )
+
+
+def _check_dqd_cluster(algorithm: str, args: argparse.Namespace) -> None:
+    from evoemotion.errors import ConfigError
+
+    if algorithm == "dqd" and (args.workers is not None or args.scheduler is not None):
+        raise ConfigError(
+            "--algorithm dqd computes gradients in this process; drop --workers/--scheduler"
+        )
+
+
 def _algorithm_options(args: argparse.Namespace) -> dict:
     """Return the options of the chosen algorithm; other algorithms' flags are ignored."""
     if args.algorithm == "map-elites":
@@ -369,6 +434,15 @@ def _algorithm_options(args: argparse.Namespace) -> dict:
             "sigma": args.sigma,
             "line_sigma": args.line_sigma,
             "crossover_prob": args.crossover,
+        }
+    if args.algorithm == "dqd":
+        return {
+            "emitter": args.dqd_emitter,
+            "emitters": args.emitters,
+            "sigma": args.dqd_sigma,
+            "lr": args.dqd_lr,
+            "optimizer": args.dqd_optimizer,
+            "archive_lr": args.archive_lr,
         }
     if args.algorithm in ("novelty", "nslc"):
         return {
@@ -407,11 +481,13 @@ def run_command(args: argparse.Namespace) -> int:
                 f"--continue-from {args.continue_from} takes the genotype and archive of that "
                 f"run: drop {', '.join(given)}"
             )
+    _check_dqd_cluster(args.algorithm, args)
+    dqd_objective = "confidence" if args.algorithm == "dqd" else None
     config = RunConfig(
         genotype=args.genotype or RunConfig.genotype,
         archive=args.archive or ("measures" if args.measures else RunConfig.archive),
         algorithm=args.algorithm,
-        objective=args.objective,
+        objective=args.objective or dqd_objective,
         measures=args.measures,
         cells=args.cells,
         classifiers=args.classifier or ["default"],
@@ -426,6 +502,7 @@ def run_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         export_size=args.export_size,
+        renderer=args.renderer,
         options=_algorithm_options(args),
         continue_from=args.continue_from,
     )
@@ -489,6 +566,7 @@ def _evaluator(
     if args.workers is None and args.scheduler is None:
         yield run.evaluator
         return
+    _check_dqd_cluster(run.config.algorithm, args)
     from evoemotion.distributed import cluster_evaluator
 
     where = args.scheduler or f"{args.workers} local worker processes"

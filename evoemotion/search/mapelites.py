@@ -30,7 +30,7 @@ from ribs.emitters import (
 
 from evoemotion.choices import EMITTERS, MAP_ELITES_DEFAULTS
 from evoemotion.errors import ConfigError
-from evoemotion.search.archive_search import ArchiveSearch, as_solutions
+from evoemotion.search.archive_search import ArchiveSearch, as_solutions, told_rows
 
 if TYPE_CHECKING:
     from evoemotion.archives import ArchiveSpec, Placement
@@ -256,19 +256,9 @@ class MapElites(ArchiveSearch):
         """
         if self.archive.empty:
             return
-        n = len(solutions)
-        rows = placement.source
-        status = np.zeros(n, dtype=np.int32)
-        value = np.full(n, (add_info["value"].min() if len(rows) else 0.0) - 1.0)
-        objective = np.zeros(n)
-        measures = np.tile([low for low, _ in self.spec.ranges], (n, 1))
-        if len(rows):
-            order = np.lexsort((add_info["value"], add_info["status"], rows))
-            best = order[np.r_[rows[order][1:] != rows[order][:-1], True]]
-            status[rows[best]] = add_info["status"][best]
-            value[rows[best]] = add_info["value"][best]
-            objective[rows[best]] = placement.objective[best]
-            measures[rows[best]] = placement.measures[best]
+        objective, measures, info = told_rows(
+            len(solutions), placement, add_info, self.spec.ranges
+        )
         start = 0
         for emitter, count in zip(self.emitters, self._emitted, strict=True):
             part = slice(start, start + count)
@@ -276,6 +266,6 @@ class MapElites(ArchiveSearch):
                 solutions[part],
                 objective[part],
                 measures[part],
-                {"status": status[part], "value": value[part]},
+                {"status": info["status"][part], "value": info["value"][part]},
             )
             start += count
