@@ -257,6 +257,7 @@ def gather_rows(
     datasets: list[EmotionData],
     parts: dict[str, dict[str, np.ndarray]],
     part: str,
+    *,
     views: list[str],
     config: TrainConfig,
     progress: Progress | None = None,
@@ -445,6 +446,7 @@ def fit_heads(
     model: EmotionModel,
     train: Rows,
     val: Rows | None,
+    *,
     config: TrainConfig,
     progress: Progress | None = None,
     stop_at: dict[str, int] | None = None,
@@ -636,28 +638,32 @@ def train(
         config.backbone,
         config.heads,
         class_names,
-        config.weights,
-        config.hidden,
-        config.dropout,
-        config.members,
+        weights=config.weights,
+        hidden=config.hidden,
+        dropout=config.dropout,
+        members=config.members,
     ).to(resolve_device(config.device))
     if config.size:  # the model's input side is the one it is trained at
         model.info = replace(model.info, input_size=config.size)
     parts = {d.name: split_indices(d, config.seed, config.fractions) for d in datasets}
     sizes = [config.size, *config.extra_sizes]
-    train_rows = gather_rows(model, datasets, parts, "train", config.views, config, progress, sizes)
-    val_rows = gather_rows(model, datasets, parts, "val", ["full"], config, progress, sizes)
-    history = fit_heads(model, train_rows, val_rows, config, progress)
+    rows_of = {"config": config, "progress": progress, "sizes": sizes}
+    train_rows = gather_rows(model, datasets, parts, "train", views=config.views, **rows_of)
+    val_rows = gather_rows(model, datasets, parts, "val", views=["full"], **rows_of)
+    history = fit_heads(model, train_rows, val_rows, config=config, progress=progress)
     if config.refit:  # the chosen epoch counts, now on the training + validation images
         both = {
             n: {"train+val": np.sort(np.concatenate([p["train"], p["val"]]))}
             for n, p in parts.items()
         }
-        rows = gather_rows(
-            model, datasets, both, "train+val", config.views, config, progress, sizes
-        )
+        rows = gather_rows(model, datasets, both, "train+val", views=config.views, **rows_of)
         fit_heads(
-            model, rows, None, config, progress, {n: h["best_epoch"] for n, h in history.items()}
+            model,
+            rows,
+            None,
+            config=config,
+            progress=progress,
+            stop_at={n: h["best_epoch"] for n, h in history.items()},
         )
     if config.finetune:
         finetune(model, datasets, parts, config, progress)
