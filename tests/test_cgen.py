@@ -215,6 +215,25 @@ def test_render_is_tiled_resolution_free_and_seeded(classifier, monkeypatch):
         generator.render([[0, 8]], z, 8)
 
 
+def test_condition_table_starts_neutral_and_interpolates_its_nodes(classifier):
+    space = TargetSpace.from_model(classifier, "va")
+    plain = ConditionalGenerator(space, SMALL)
+    tabled = ConditionalGenerator(space, Architecture(hidden=16, depth=3, embed_dim=16,
+                                                      condition_cells=3))
+    z = plain.latents(2, seed=4)
+    np.testing.assert_array_equal(tabled.render([[2, 8], [6, 3]], z, 16),
+                                  plain.render([[2, 8], [6, 3]], z, 16))
+    with torch.no_grad():  # node (valence i, arousal j) of the 3 x 3 table holds 3 i + j
+        tabled.table.table[0, :] = torch.arange(9.0).reshape(3, 3)
+    offsets = tabled.table(space.encode(torch.tensor([[1.0, 1.0], [9.0, 1.0], [5.0, 9.0],
+                                                      [3.0, 5.0]])))[:, 0]
+    torch.testing.assert_close(offsets, torch.tensor([0.0, 6.0, 5.0, 2.5]))
+    assert not np.array_equal(tabled.render([[2, 8]], z[:1], 16), plain.render([[2, 8]], z[:1], 16))
+    categorical = ConditionalGenerator(TargetSpace.from_model(classifier, "categorical"),
+                                       Architecture(hidden=16, depth=3, condition_cells=3))
+    assert categorical.table is None  # one-hot classes already select their own weights
+
+
 def test_bad_architecture_and_training_options_are_config_errors():
     with pytest.raises(ConfigError, match="unknown CPPN activation"):
         Architecture(activations=("sin", "relu"))

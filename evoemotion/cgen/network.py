@@ -143,6 +143,61 @@ class ConditionalCPPN(nn.Module):
             h = self._activate(layer(h) * (1.0 + scale) + shift)
         return torch.sigmoid(self.out(h) + self.tint(embedding)[:, None])
 
+    @torch.no_grad()
+    def colours(self, coords: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` without gradients, faster: the same numbers up to rounding.
+
+        Each image's feature-wise modulation is folded into its layer weights, and units
+        are kept along the first axis (``units x pixels``), so every layer is one matrix
+        product and every activation group one contiguous in-place operation.
+
+        Args:
+            coords: ``(P, 3)`` pixel inputs from :func:`coordinates`.
+            embedding: ``(N, embed_dim)`` from :meth:`embedding`.
+
+        Returns:
+            ``(N, P, 3)`` colours in [0, 1].
+        """
+        first = torch.addmm(self.coords.bias[:, None], self.coords.weight, coords.T)
+        code = self.code(embedding)
+        films = [film(embedding).chunk(2, dim=-1) for film in self.films]
+        bias = self.out.bias + self.tint(embedding)
+        out = torch.empty((len(embedding), 3, len(coords)), device=coords.device)
+        h, spare = torch.empty_like(first), torch.empty_like(first)
+        for i in range(len(embedding)):
+            torch.add(first, code[i][:, None], out=h)
+            self._activate_rows(h)
+            for layer, (scale, shift) in zip(self.layers, films, strict=True):
+                gain = 1.0 + scale[i]
+                weight, offset = layer.weight * gain[:, None], layer.bias * gain + shift[i]
+                torch.addmm(offset[:, None], weight, h, out=spare)
+                h, spare = spare, h
+                self._activate_rows(h)
+            torch.addmm(bias[i][:, None], self.out.weight, h, out=out[i])
+        return out.sigmoid_().transpose(1, 2)
+
+    def _activate_rows(self, h: torch.Tensor) -> None:
+        start = 0
+        for name, count in zip(self.activations, self._groups, strict=True):
+            _IN_PLACE[name](h[start : start + count])
+            start += count
+
+
+def _gauss_(x: torch.Tensor) -> torch.Tensor:
+    return x.square_().neg_().exp_()
+
+
+#: In-place versions of :data:`ACTIVATIONS`, for rendering without gradients.
+_IN_PLACE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "sin": torch.sin_,
+    "cos": torch.cos_,
+    "gauss": _gauss_,
+    "sigmoid": torch.sigmoid_,
+    "tanh": torch.tanh_,
+    "abs": torch.abs_,
+    "identity": _identity,
+}
+
 
 class ConditionTable(nn.Module):
     """A learned embedding offset per cell of the regression target space, interpolated.
@@ -277,7 +332,9 @@ class ConditionalGenerator(nn.Module):
             embedding = self.embedding(values[start:stop], z[start:stop].to(self.device))
             for row in range(0, height, band):
                 rows = slice(row, min(row + band, height))
-                rgb = self.net(coordinates(height, width, rows, device=self.device), embedding)
+                rgb = self.net.colours(
+                    coordinates(height, width, rows, device=self.device), embedding
+                )
                 pixels = torch.round(rgb * 255.0).to(torch.uint8).cpu().numpy()
                 out[start:stop, rows] = pixels.reshape(stop - start, -1, width, 3)
         return out

@@ -193,7 +193,30 @@ def register(subparsers) -> None:
     )
     _add_training_options(p)
     _add_data_options(p, "default: emotion6 and oasis")
-    p.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
+    p.add_argument(
+        "--from",
+        dest="init",
+        default=None,
+        metavar="MODEL",
+        help="start from a trained model (file or 'default'): keep its backbone, feature "
+        "standardisation and the heads not named by --head, and train only the --head heads "
+        "on the same split (datasets not given keep their records)",
+    )
+    p.add_argument(
+        "--cv",
+        type=int,
+        default=None,
+        metavar="K",
+        help="instead of training one model, cross-validate the recipe in K folds over the "
+        "training + validation images (fold k scored, fold k+1 for early stopping; the test "
+        "split is never used): prints mean metrics and writes every fold's to --out (JSON)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="checkpoint file to write (.pt); with --cv the JSON of fold metrics",
+    )
     p.add_argument(
         "--report",
         type=Path,
@@ -339,6 +362,7 @@ def _config(args, heads: list[str]):
         device=args.device,
         autocast=args.bf16,
         cache_dir="" if args.no_cache else args.cache_dir,
+        init=getattr(args, "init", None),
     )
     config.validate()  # before the datasets are read and checked
     return config
@@ -428,6 +452,8 @@ def run_train(args) -> int:
     specs = args.dataset or DEFAULT_DATASETS
     datasets = _load_datasets(args, specs)
     bars = StageBars()
+    if args.cv:
+        return _run_cv(datasets, config, args.cv, args.out, bars)
     model = train(datasets, config, specs=specs, progress=bars)
     bars.close()
     path = save_model(model.cpu(), args.out)
@@ -438,6 +464,25 @@ def run_train(args) -> int:
             for written in _save_report(metrics, name, args.report, model.class_names, title):
                 print(f"  wrote {written}")
     print(f"wrote {path} (sha256 {model.identity[:16]})")
+    return 0
+
+
+def _run_cv(datasets: list, config, folds: int, out: Path, bars: StageBars) -> int:
+    """Cross-validate a recipe, print the mean of each summary metric, write the JSON."""
+    from evoemotion.atomic import atomic_write
+    from evoemotion.emotion.train import cross_validate, summary_metrics
+
+    result = cross_validate(datasets, config, folds, progress=bars)
+    bars.close()
+    for key, per_data in result["mean"].items():
+        for name, summary in per_data.items():
+            print(f"{folds}-fold cross-validation, {name}, {key} (mean over folds):")
+            rounds = [summary_metrics(r[key][name]) for r in result["folds"]]
+            for metric, value in summary.items():
+                folds_text = " ".join(f"{r[metric]:.3f}" for r in rounds)
+                print(f"  {metric:<45} {value:7.3f}   folds: {folds_text}")
+    atomic_write(out, json.dumps(result, indent=2).encode())
+    print(f"wrote {out}")
     return 0
 
 
