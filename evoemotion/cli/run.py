@@ -77,7 +77,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_device_and_export(resume, None)
     _add_trust(resume)
-    _add_key_file(resume)
     _add_cluster_options(resume)
     resume.set_defaults(handler=resume_command)
 
@@ -92,7 +91,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     snapshot.add_argument("folder", help="the run folder (runs/NAME)")
     _add_trust(snapshot)
-    _add_key_file(snapshot)
     snapshot.set_defaults(handler=snapshot_command)
 
 
@@ -258,6 +256,8 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
 
 
 def _add_trust(parser: argparse.ArgumentParser) -> None:
+    """``--trust`` and ``--key-file``: which checkpoints may be loaded."""
+    _add_key_file(parser)
     parser.add_argument(
         "--trust",
         action="store_true",
