@@ -183,25 +183,6 @@ def load_classifiers(sources: list[str], device: str = "cpu") -> list[EmotionMod
     return [load_model(source, device=device) for source in sources]
 
 
-def classifier_record(source: str, model: EmotionModel) -> dict[str, Any]:
-    """Describe a classifier for ``config.json`` (never its weights).
-
-    Args:
-        source: How it was named (``"default"`` or a path).
-        model: The loaded model.
-
-    Returns:
-        Source (absolute path unless ``default``), identity hash, outputs and backbone.
-    """
-    where = source if source == "default" else str(Path(source).expanduser().resolve())
-    return {
-        "source": where,
-        "identity": model.identity,
-        "outputs": model.output_names,
-        "backbone": model.metadata.get("backbone", getattr(model.info, "name", "")),
-    }
-
-
 def build_evaluator(
     config: RunConfig,
     genotype: Genotype,
@@ -319,6 +300,7 @@ def start_run(
         GenomeError: The genotype preset is invalid.
     """
     from evoemotion.archives import make_archive_spec
+    from evoemotion.emotion.model import classifier_record
     from evoemotion.genotypes import load_genotype
     from evoemotion.runs import RunFolder
     from evoemotion.search import make_search

@@ -1,4 +1,4 @@
-"""Evaluation: genomes in, scoring outputs out; the one thing searches call (Contract C).
+"""Evaluation: genomes in, scoring outputs out; the one thing searches call.
 
 :class:`Evaluator` renders genomes (Numba, on the CPU) and scores the images
 (:class:`~evoemotion.scoring.Scorer`, on its device) chunk by chunk, rendering chunk t+1
@@ -60,7 +60,7 @@ class Evaluator:
     """Renders and scores genomes with rendering and scoring overlapped.
 
     Args:
-        genotype: The Contract A genotype the genomes belong to.
+        genotype: The :class:`~evoemotion.genotypes.Genotype` the genomes belong to.
         scorer: The scorer (models, device, crops).
         render_size: Side in pixels of the rendered images (the scorer resizes them).
         chunk_size: Genomes per render/score chunk; default the scorer's batch size.

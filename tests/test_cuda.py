@@ -134,10 +134,13 @@ def test_map_elites_on_the_device_and_its_exact_resume(tiny_classifier, tmp_path
     run_iterations(whole.folder, whole.state, whole.evaluator, iterations=4)
     parted = start_run(config, tmp_path / "parted")
     run_iterations(parted.folder, parted.state, parted.evaluator, iterations=2)
+    parted.close()
     resumed = resume_run(tmp_path / "parted")
     assert resumed.state.iteration == 2
     assert resumed.evaluator.scorer.device.type == DEVICE
     run_iterations(resumed.folder, resumed.state, resumed.evaluator, iterations=4)
+    whole.close()
+    resumed.close()
     assert len(whole.state.archive) > 0
     for a, b in zip(_archive(whole.state), _archive(resumed.state), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -211,3 +214,20 @@ def test_train_finetune_one_epoch_on_the_device(tmp_path, capsys):
         device_model = model.to(DEVICE)
         on_device = device_model(device_model.preprocess(x.to(DEVICE), 128))["probs"].cpu()
     torch.testing.assert_close(on_device, on_cpu, atol=5e-3, rtol=0)
+
+
+@pytest.mark.parametrize("preset", ["cppn", "cppn-hsv"])
+def test_torch_cppn_renderer_on_the_device_agrees_with_numba(preset):
+    from evoemotion.render.differentiable import render_torch, to_uint8
+
+    genotype = load_genotype(preset)
+    genomes = np.stack(genotype.random(np.random.default_rng(1), 32))
+    expected = render(genotype, genomes, 64)
+    weights = torch.tensor(genomes, dtype=torch.float32, device=DEVICE, requires_grad=True)
+    images = render_torch(genotype, weights, 64)
+    assert images.device.type == DEVICE and images.shape == (32, 3, 64, 64)
+    levels = np.abs(to_uint8(images).astype(np.int16) - expected.astype(np.int16))
+    assert levels.max() <= 1
+    images.mean().backward()
+    assert weights.grad.device.type == DEVICE and torch.isfinite(weights.grad).all()
+    assert weights.grad[:, : genotype.n_weights].abs().sum() > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,7 +22,14 @@ from evoemotion.emotion.evaluate import (
     save_class_report,
 )
 from evoemotion.emotion.features import VIEWS, extract_features, view_image
-from evoemotion.emotion.train import Rows, TrainConfig, fit_heads, train
+from evoemotion.emotion.train import (
+    Rows,
+    TrainConfig,
+    cross_validate,
+    fit_heads,
+    fold_parts,
+    train,
+)
 from evoemotion.errors import ConfigError
 
 
@@ -180,6 +188,48 @@ def test_category_labels_and_balance_train_and_are_recorded(tmp_path, warm_cool)
     soft_only.categories = None
     with pytest.raises(ConfigError, match="dataset labels has classes"):
         train([soft_only], tiny_config(tmp_path, labels="mixed"))
+
+
+def test_retraining_one_head_from_a_model_keeps_the_rest(tmp_path, warm_cool):
+    base = train([warm_cool], tiny_config(tmp_path, epochs=4))
+    path = save_model(base, tmp_path / "base.pt")
+    config = tiny_config(tmp_path, epochs=4, heads=["categorical"], init=str(path))
+    model = train([warm_cool], replace(config, labels="category", balance="prior"))
+    assert [h.name for h in model.head_specs] == ["categorical", "va"]
+    assert torch.equal(model.feature_mean, base.feature_mean)
+    for key, value in base.heads["va"].state_dict().items():
+        assert torch.equal(model.heads["va"].state_dict()[key], value)
+    assert not torch.equal(
+        model.heads["categorical"].members[0][-1].weight,
+        base.heads["categorical"].members[0][-1].weight,
+    )
+    assert model.metadata["split"] == base.metadata["split"]
+    assert model.metadata["base_model"]["source"] == str(path)
+    test = model.metadata["metrics"]["test"]["labels"]
+    assert test["va_mse"] == pytest.approx(base.metadata["metrics"]["test"]["labels"]["va_mse"])
+    with pytest.raises(ConfigError, match="its split .seed 0.* differs from --seed 3"):
+        train([warm_cool], replace(config, seed=3))
+
+
+def test_cross_validation_folds_cover_train_and_val_only(tmp_path, warm_cool):
+    config = tiny_config(tmp_path, epochs=3, patience=3)
+    rounds = fold_parts([warm_cool], config, 3)
+    split = split_indices(warm_cool, config.seed, config.fractions)
+    tested = np.concatenate([r["labels"]["test"] for r in rounds])
+    assert sorted(tested) == sorted(np.concatenate([split["train"], split["val"]]))
+    assert not set(tested) & set(split["test"])
+    for r in rounds:
+        parts = r["labels"]
+        assert not set(parts["train"]) & (set(parts["val"]) | set(parts["test"]))
+        assert not set(parts["val"]) & set(parts["test"])
+    result = cross_validate([warm_cool], config, folds=3)
+    assert len(result["folds"]) == 3 and result["n_folds"] == 3
+    mean = result["mean"]["test"]["labels"]
+    per_fold = [f["test"]["labels"]["categorical"]["accuracy"] for f in result["folds"]]
+    assert mean["accuracy"] == pytest.approx(np.mean(per_fold))
+    assert "category_balanced_accuracy" in mean and "va_mse" in mean
+    with pytest.raises(ConfigError, match="at least 3 folds"):
+        fold_parts([warm_cool], config, 2)
 
 
 def test_ensemble_members_train_independently(tmp_path, warm_cool):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from evoemotion.cgen.config import DIVERSITY_SPACES, FIT_LOSSES, Architecture, TrainConfig
+from evoemotion.cli.options import add_classifier, add_device, add_seed, add_size
 
 #: Option names fixed when training starts (``--resume`` takes them from the checkpoint);
 #: ``seed`` belongs to both (it seeds the initial weights and the training draws).
@@ -45,11 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help="torch device: auto (CUDA when present), cpu, cuda, cuda:INDEX (default: %(default)s)",
-    )
+    add_device(parser, what="torch device")
 
 
 def _register_train(commands: argparse._SubParsersAction) -> None:
@@ -63,10 +60,8 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         "Training and architecture options are fixed at the start: on --resume they come "
         "from the checkpoint.",
     )
-    train.add_argument(
-        "--classifier",
-        default=None,
-        metavar="CKPT",
+    add_classifier(
+        train,
         help="classifier checkpoint or 'default' (default: default, or the "
         "recorded one on --resume)",
     )
@@ -147,12 +142,13 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         default=None,
         help=f"side in px of the images drawn while training (default: {t.train_size})",
     )
-    opts.add_argument(
+    add_size(
+        opts,
         "--classifier-size",
-        type=int,
+        what="what the classifier sees while training",
         default=None,
-        help="side in px the classifier sees while training; 0 = its native "
-        f"input size (default: {t.classifier_size}, as evoemotion run scores)",
+        native=0,
+        shown=f"{t.classifier_size}, as evoemotion run scores",
     )
     opts.add_argument(
         "--reach-bins",
@@ -184,11 +180,11 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         help="where the mode-seeking term measures the difference of two images: pixels, "
         f"or the classifier's embedding (default: {t.diversity_space})",
     )
-    opts.add_argument(
-        "--seed",
-        type=int,
+    add_seed(
+        opts,
+        what="seed of the initial weights, targets, latents and crops",
         default=None,
-        help=f"seed of the initial weights, targets, latents and crops (default: {t.seed})",
+        shown=t.seed,
     )
     arch = train.add_argument_group("architecture (fixed at the start)")
     arch.add_argument(
@@ -261,12 +257,8 @@ def _register_sample(commands: argparse._SubParsersAction) -> None:
         default=1,
         help="images for --target, one latent each (default: %(default)s)",
     )
-    sample.add_argument(
-        "--size", type=int, default=256, help="side in px of each image (default: %(default)s)"
-    )
-    sample.add_argument(
-        "--seed", type=int, default=0, help="seed of the latents (default: %(default)s)"
-    )
+    add_size(sample, what="each image", default=256)
+    add_seed(sample, what="seed of the latents")
     sample.add_argument(
         "--vary-latent", action="store_true", help="va/vad grid: a different latent in every cell"
     )
@@ -294,10 +286,8 @@ def _register_evaluate(commands: argparse._SubParsersAction) -> None:
         "archive coverage of the generated images.",
     )
     evaluate.add_argument("generator", type=Path, metavar="GEN.pt", help="generator checkpoint")
-    evaluate.add_argument(
-        "--classifier",
-        default=None,
-        metavar="CKPT",
+    add_classifier(
+        evaluate,
         help="classifier checkpoint (default: the one recorded in GEN.pt; it "
         "must be the one the generator was trained against)",
     )
@@ -310,11 +300,8 @@ def _register_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--latents", type=int, default=4, help="images per target (default: %(default)s)"
     )
-    evaluate.add_argument(
-        "--size",
-        type=int,
-        default=64,
-        help="side in px of the rendered images (default: %(default)s, as evoemotion run renders)",
+    add_size(
+        evaluate, what="the rendered images", default=64, shown="64, as evoemotion run renders"
     )
     evaluate.add_argument(
         "--tolerance",
@@ -330,16 +317,15 @@ def _register_evaluate(commands: argparse._SubParsersAction) -> None:
         default=1,
         help="deterministic crops averaged by the scorer, 1-10 (default: %(default)s)",
     )
-    evaluate.add_argument(
+    add_size(
+        evaluate,
         "--score-size",
-        type=int,
+        what="what the classifier sees",
         default=128,
-        help="side in px the classifier sees; 0 = its native input size "
-        "(default: %(default)s, as evoemotion run scores)",
+        native=None,
+        shown="128, as evoemotion run scores",
     )
-    evaluate.add_argument(
-        "--seed", type=int, default=0, help="seed of the latents (default: %(default)s)"
-    )
+    add_seed(evaluate, what="seed of the latents")
     evaluate.add_argument(
         "--compare",
         type=Path,

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from evoemotion.cli.options import add_classifier, add_device, add_seed, add_size, size_or_native
+
 #: Datasets used when a command is given no ``--dataset``.
 DEFAULT_DATASETS = ["emotion6", "oasis"]
 
@@ -116,7 +118,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--size",
-        type=int,
+        type=size_or_native(None),
         default=None,
         help="input side in px to train at; it becomes the model's input size (default: the "
         "backbone's native size)",
@@ -146,9 +148,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=512, help=f"head minibatch size {from_defaults}"
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help=f"split and training seed {from_defaults}"
-    )
+    add_seed(parser, what="split and training seed")
     parser.add_argument(
         "--split",
         default="0.7,0.1,0.2",
@@ -163,7 +163,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--finetune-lr", type=float, default=1e-4, help=f"backbone learning rate {from_defaults}"
     )
-    parser.add_argument("--device", default="auto", help=f"torch device {from_defaults}")
+    add_device(parser, what="torch device")
     parser.add_argument(
         "--bf16", action="store_true", help="bfloat16 autocast for feature extraction (faster)"
     )
@@ -193,7 +193,30 @@ def register(subparsers) -> None:
     )
     _add_training_options(p)
     _add_data_options(p, "default: emotion6 and oasis")
-    p.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
+    p.add_argument(
+        "--from",
+        dest="init",
+        default=None,
+        metavar="MODEL",
+        help="start from a trained model (file or 'default'): keep its backbone, feature "
+        "standardisation and the heads not named by --head, and train only the --head heads "
+        "on the same split (datasets not given keep their records)",
+    )
+    p.add_argument(
+        "--cv",
+        type=int,
+        default=None,
+        metavar="K",
+        help="instead of training one model, cross-validate the recipe in K folds over the "
+        "training + validation images (fold k scored, fold k+1 for early stopping; the test "
+        "split is never used): prints mean metrics and writes every fold's to --out (JSON)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="checkpoint file to write (.pt); with --cv the JSON of fold metrics",
+    )
     p.add_argument(
         "--report",
         type=Path,
@@ -215,8 +238,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("model", help="checkpoint file or 'default'")
     _add_data_options(p, "default: the datasets the model was trained on")
-    p.add_argument("--size", type=int, default=None, help="input side in px (default: model's)")
-    p.add_argument("--device", default="auto", help="torch device (default: %(default)s)")
+    add_size(p, what="the model's input", default=None, native=None)
+    add_device(p, what="torch device")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the backbone")
     p.add_argument("--cache-dir", default=None, help="feature cache folder (default: the usual)")
     p.add_argument(
@@ -231,6 +254,36 @@ def register(subparsers) -> None:
         "accuracy and macro-F1 (classes_DATASET.csv / .json) into DIR",
     )
     p.add_argument("--json", type=Path, default=None, help="also write all metrics to a JSON file")
+    reach = p.add_argument_group(
+        "reachability",
+        "with --reachability no dataset is scored: instead every class's highest "
+        "probability and every regression output's lowest and highest value reachable by "
+        "Adam gradient ascent on images of side --size (default: the model's recommended "
+        "scoring size, else 128), over free pixels and over the genomes of a "
+        "differentiable genotype; a table, and reachability.csv/.json/.png under --report",
+    )
+    reach.add_argument(
+        "--reachability", action="store_true", help="report what the model's outputs can reach"
+    )
+    reach.add_argument(
+        "--steps", type=int, default=150, help="ascent steps (default: %(default)s)"
+    )
+    reach.add_argument(
+        "--lr", type=float, default=0.05, help="Adam learning rate (default: %(default)s)"
+    )
+    reach.add_argument(
+        "--restarts",
+        type=int,
+        default=2,
+        help="starts per target, the best kept (default: %(default)s)",
+    )
+    reach.add_argument(
+        "--genotype",
+        default="cppn",
+        help="flat CPPN preset whose genomes are also ascended (rendered with render_torch); "
+        "'none' for pixels only (default: %(default)s)",
+    )
+    reach.add_argument("--seed", type=int, default=0, help="seed of the starts (default: 0)")
     p.set_defaults(handler=run_evaluate)
 
     p = subparsers.add_parser(
@@ -239,9 +292,11 @@ def register(subparsers) -> None:
         description="Score image files with an emotion model.",
     )
     p.add_argument("images", nargs="+", type=Path, help="image files")
-    p.add_argument("--model", default="default", help="checkpoint file (default: %(default)s)")
-    p.add_argument("--size", type=int, default=None, help="input side in px (default: model's)")
-    p.add_argument("--device", default="auto", help="torch device (default: %(default)s)")
+    add_classifier(
+        p, dest="model", default="default", help="classifier checkpoint (default: default)"
+    )
+    add_size(p, what="the model's input", default=None, native=None)
+    add_device(p, what="torch device")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.set_defaults(handler=run_classify)
 
@@ -337,6 +392,7 @@ def _config(args, heads: list[str]):
         device=args.device,
         autocast=args.bf16,
         cache_dir="" if args.no_cache else args.cache_dir,
+        init=getattr(args, "init", None),
     )
     config.validate()  # before the datasets are read and checked
     return config
@@ -372,10 +428,11 @@ def _format_metrics(name: str, metrics: dict) -> list[str]:
     if views:
         header = "".join(f"  | {LABEL_VIEWS[v]:<26}" for v in views)
         lines.append(f"  {'class':<10}{header}")
-        lines.append(f"  {'':<10}" + "  |   n  recall  prec.    F1 " * len(views))
+        columns = f"  | {'n':>4} {'recall':>7} {'prec.':>6} {'F1':>6}"
+        lines.append(f"  {'':<10}" + columns * len(views))
         for cls in next(iter(views.values()))["per_class"]:
             cells = "".join(
-                "  | {support:>4} {recall:>7.3f} {precision:>6.3f} {f1:>6.3f} ".format(
+                "  | {support:>4} {recall:>7.3f} {precision:>6.3f} {f1:>6.3f}".format(
                     **m["per_class"][cls]
                 )
                 for m in views.values()
@@ -426,6 +483,8 @@ def run_train(args) -> int:
     specs = args.dataset or DEFAULT_DATASETS
     datasets = _load_datasets(args, specs)
     bars = StageBars()
+    if args.cv:
+        return _run_cv(datasets, config, args.cv, args.out, bars)
     model = train(datasets, config, specs=specs, progress=bars)
     bars.close()
     path = save_model(model.cpu(), args.out)
@@ -439,6 +498,25 @@ def run_train(args) -> int:
     return 0
 
 
+def _run_cv(datasets: list, config, folds: int, out: Path, bars: StageBars) -> int:
+    """Cross-validate a recipe, print the mean of each summary metric, write the JSON."""
+    from evoemotion.atomic import atomic_write
+    from evoemotion.emotion.train import cross_validate, summary_metrics
+
+    result = cross_validate(datasets, config, folds, progress=bars)
+    bars.close()
+    for key, per_data in result["mean"].items():
+        for name, summary in per_data.items():
+            print(f"{folds}-fold cross-validation, {name}, {key} (mean over folds):")
+            rounds = [summary_metrics(r[key][name]) for r in result["folds"]]
+            for metric, value in summary.items():
+                folds_text = " ".join(f"{r[metric]:.3f}" for r in rounds)
+                print(f"  {metric:<45} {value:7.3f}   folds: {folds_text}")
+    atomic_write(out, json.dumps(result, indent=2).encode())
+    print(f"wrote {out}")
+    return 0
+
+
 def run_evaluate(args) -> int:
     """Handler of ``evoemotion evaluate``."""
     from evoemotion.emotion import load_model
@@ -446,6 +524,8 @@ def run_evaluate(args) -> int:
 
     _threads(args)
     model = load_model(args.model, device=args.device)
+    if args.reachability:
+        return _run_reachability(model, args)
     specs = args.dataset or model.metadata.get("data", {}).get("specs") or DEFAULT_DATASETS
     results = {}
     bars = StageBars()
@@ -473,6 +553,113 @@ def run_evaluate(args) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def _run_reachability(model, args) -> int:
+    """``evaluate --reachability``: ascend every output over pixels and genomes; report."""
+    import numpy as np
+
+    from evoemotion.emotion.reachability import (
+        genome_ascent,
+        pixel_ascent,
+        reachability_table,
+    )
+    from evoemotion.errors import ConfigError
+
+    size = args.size or model.metadata.get("recommended_scoring_size") or 128
+    if args.steps < 1 or args.restarts < 1:
+        raise ConfigError(f"--steps {args.steps} and --restarts {args.restarts} must be >= 1")
+    bars = StageBars()
+    results = {
+        "pixels": pixel_ascent(
+            model,
+            size,
+            args.steps,
+            args.lr,
+            args.restarts,
+            args.seed,
+            lambda k, total: bars(f"pixel ascent at {size} px", k, total),
+        )
+    }
+    bars.close()
+    if args.genotype != "none":
+        from evoemotion.genotypes import load_genotype
+        from evoemotion.render.differentiable import check_differentiable, render_torch
+
+        genotype = load_genotype(args.genotype)
+        check_differentiable(genotype)
+        starts = np.stack(genotype.random(np.random.default_rng(args.seed), args.restarts))
+        results[genotype.name] = genome_ascent(
+            model,
+            lambda genomes: render_torch(genotype, genomes, size),
+            starts,
+            genotype.bounds,
+            size,
+            args.steps,
+            args.lr,
+            lambda k, total: bars(f"{genotype.name} ascent at {size} px", k, total),
+        )
+        bars.close()
+    table = reachability_table(results)
+    kinds = list(results)
+    print(
+        f"reachable outputs of {Path(str(args.model)).name} at {size} px "
+        f"({args.steps} Adam steps, lr {args.lr}, best of {args.restarts} starts)"
+    )
+    print(f"  {'output':<12}{'':<5}" + "".join(f"{k:>12}" for k in kinds))
+    for row in table:
+        cells = "".join(f"{row[k]:12.3f}" for k in kinds)
+        print(f"  {row['output']:<12}{row['direction']:<5}{cells}")
+    if args.report:
+        for written in _save_reachability(results, table, args, size):
+            print(f"  wrote {written}")
+    return 0
+
+
+def _save_reachability(results: dict, table: list[dict], args, size: int) -> list[Path]:
+    """Write reachability.csv, .json and a PNG of the best image of every target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from evoemotion.atomic import atomic_write
+
+    kinds = list(results)
+    lines = ["output,direction," + ",".join(kinds)]
+    lines += [
+        f"{r['output']},{r['direction']}," + ",".join(f"{r[k]:.6g}" for k in kinds) for r in table
+    ]
+    folder = args.report
+    csv_path, json_path, png_path = (folder / f"reachability.{e}" for e in ("csv", "json", "png"))
+    atomic_write(csv_path, ("\n".join(lines) + "\n").encode())
+    record = {
+        "model": str(args.model),
+        "size": size,
+        "steps": args.steps,
+        "lr": args.lr,
+        "restarts": args.restarts,
+        "seed": args.seed,
+        "table": table,
+    }
+    atomic_write(json_path, json.dumps(record, indent=2).encode())
+    columns = len(table)
+    fig, axes = plt.subplots(
+        len(kinds), columns, figsize=(1.3 * columns, 1.5 * len(kinds)), squeeze=False
+    )
+    for i, kind in enumerate(kinds):
+        for j, reached in enumerate(results[kind]):
+            ax = axes[i][j]
+            ax.imshow(reached.image)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{reached.target.name}\n{reached.value:.2f}", fontsize=7)
+        axes[i][0].set_ylabel(kind, fontsize=8)
+    fig.tight_layout()
+    folder.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return [csv_path, json_path, png_path]
 
 
 def run_classify(args) -> int:

@@ -9,13 +9,28 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from evoemotion.choices import (
+    BEHAVIORS,
+    EMITTERS,
+    MAP_ELITES_DEFAULTS,
+    NOVELTY_DEFAULTS,
+    NOVELTY_POLICIES,
+)
+from evoemotion.cli.options import (
+    add_classifier,
+    add_device,
+    add_seed,
+    add_size,
+    positive_int,
+)
+
 if TYPE_CHECKING:
     from evoemotion.experiment import Run
     from evoemotion.pipeline import EvaluatorLike
 
 
 def _int_or_none(text: str) -> int | None:
-    return None if text.lower() in ("none", "native") else int(text)
+    return None if text.lower() == "none" else int(text)
 
 
 def _measures(text: str) -> list[str]:
@@ -89,6 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--emitter",
         default=None,
+        choices=EMITTERS,
         help="MAP-Elites emitter: cma-me, iso-line, gaussian (flat-vector "
         "genotypes) or genome (the genotype's own mutation/crossover); default "
         "iso-line for cppn, genome otherwise",
@@ -96,20 +112,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--emitters",
         type=int,
-        default=4,
+        default=MAP_ELITES_DEFAULTS["emitters"],
         help="number of emitter instances sharing the batch (default: %(default)s)",
     )
     run.add_argument(
         "--sigma",
         type=float,
-        default=0.2,
+        default=MAP_ELITES_DEFAULTS["sigma"],
         help="emitter step size: CMA-ES sigma0, Gaussian sigma, iso-line iso sigma "
         "(default: %(default)s)",
     )
     run.add_argument(
         "--line-sigma",
         type=float,
-        default=0.2,
+        default=MAP_ELITES_DEFAULTS["line_sigma"],
         help="iso-line emitter's line sigma (default: %(default)s)",
     )
     run.add_argument(
@@ -121,11 +137,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "search's offspring (default 0.2 when the genotype has crossover, else 0)",
     )
     _add_novelty_options(run)
-    run.add_argument(
-        "--classifier",
-        action="append",
-        default=None,
-        metavar="CKPT",
+    add_classifier(
+        run,
+        repeat=True,
         help="classifier checkpoint or 'default'; repeat for an ensemble (mean "
         "output, disagreement recorded) (default: default)",
     )
@@ -154,20 +168,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="genomes rendered/scored at a time; the next chunk renders while "
         "this one is scored (default: %(default)s)",
     )
-    run.add_argument(
-        "--render-size",
-        type=int,
-        default=d.render_size,
-        help="side of the rendered images in px (default: %(default)s)",
+    add_size(run, "--render-size", what="the rendered images", default=d.render_size)
+    add_size(
+        run, "--score-size", what="what the classifier sees", default=d.score_size, native=None
     )
-    run.add_argument(
-        "--score-size",
-        type=_int_or_none,
-        default=d.score_size,
-        metavar="PX|native",
-        help="side the classifier sees; 'native' = its own input size (default: %(default)s)",
-    )
-    run.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
+    add_seed(run, default=d.seed)
     run.add_argument(
         "--out",
         default=None,
@@ -187,12 +192,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="K",
         help="checkpoint every K iterations; 0 = only at the end (default: %(default)s)",
     )
-    run.add_argument(
-        "--export-size",
-        type=int,
-        default=d.export_size,
-        help="side of the exported elite PNGs (default: %(default)s)",
-    )
+    add_size(run, "--export-size", what="the exported elite PNGs", default=d.export_size)
     run.add_argument(
         "--continue-from",
         default=None,
@@ -269,23 +269,10 @@ def _key(args: argparse.Namespace):
 
 
 def _add_device_and_export(parser: argparse.ArgumentParser, device: str | None) -> None:
-    default = "the recorded one" if device is None else device
-    parser.add_argument(
-        "--device",
-        default=device,
-        help=f"scoring device: auto (CUDA when present), cpu, cuda, cuda:INDEX "
-        f"(default: {default})",
-    )
+    add_device(parser, default=device)
     parser.add_argument(
         "--no-export", action="store_true", help="do not write elites/ and elites.csv at the end"
     )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _scheduler_address(text: str) -> str:
@@ -304,7 +291,7 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     ).add_mutually_exclusive_group()
     group.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="render and score on N local Dask worker processes",
@@ -323,7 +310,8 @@ def _add_novelty_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("novelty search (--algorithm novelty or nslc)")
     group.add_argument(
         "--behavior",
-        default="measures",
+        default=NOVELTY_DEFAULTS["behavior"],
+        choices=BEHAVIORS,
         help="behaviour descriptor: measures = the archive's measures, probs = "
         "class probabilities, vad = valence/arousal/dominance, embedding = the "
         "classifier's penultimate layer (default: %(default)s)",
@@ -332,7 +320,7 @@ def _add_novelty_options(parser: argparse.ArgumentParser) -> None:
         "-k",
         "--neighbors",
         type=int,
-        default=15,
+        default=NOVELTY_DEFAULTS["k"],
         help="nearest neighbours for novelty and local competition (default: %(default)s)",
     )
     group.add_argument(
@@ -344,7 +332,8 @@ def _add_novelty_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--novelty-archive",
-        default="threshold",
+        default=NOVELTY_DEFAULTS["novelty_policy"],
+        choices=NOVELTY_POLICIES,
         help="novelty-archive add policy: threshold = add offspring at least as "
         "novel as an adaptive threshold, random = add each with probability "
         "--novelty-add-prob (default: %(default)s)",
@@ -358,14 +347,14 @@ def _add_novelty_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--novelty-add-prob",
         type=float,
-        default=0.05,
+        default=NOVELTY_DEFAULTS["novelty_add_prob"],
         metavar="P",
         help="add probability of --novelty-archive random (default: %(default)s)",
     )
     group.add_argument(
         "--novelty-cap",
         type=_int_or_none,
-        default=2000,
+        default=NOVELTY_DEFAULTS["novelty_cap"],
         metavar="N|none",
         help="novelty-archive size cap, oldest entries dropped first (default: %(default)s)",
     )

@@ -10,14 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from evoemotion.cli.options import add_device, add_size, positive_int
+
 FORMAT_HELP = "figure format: png, svg or pdf (default: %(default)s)"
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,13 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plot.add_argument("--format", default="png", choices=["png", "svg", "pdf"], help=FORMAT_HELP)
     plot.add_argument(
         "--top-k",
-        type=_positive,
+        type=positive_int,
         default=8,
         help="categorical mosaics: elites shown per emotion (default: %(default)s)",
     )
     plot.add_argument(
         "--thumb-size",
-        type=_positive,
+        type=positive_int,
         default=96,
         help="side of the mosaic thumbnails in pixels (default: %(default)s)",
     )
@@ -80,12 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "that re-scores the elites; its agreement per emotion / axis "
         "separates patterns from fooling artefacts",
     )
-    analyze.add_argument(
-        "--size",
-        type=_positive,
-        default=128,
-        help="side in pixels of the renders the features are measured on (default: %(default)s)",
-    )
+    add_size(analyze, what="the renders the features are measured on", default=128)
     analyze.add_argument(
         "-o",
         "--out",
@@ -95,12 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="output folder (default: RUN/analysis)",
     )
     analyze.add_argument("--format", default="png", choices=["png", "svg", "pdf"], help=FORMAT_HELP)
-    analyze.add_argument(
-        "--device",
-        default="auto",
-        help="device of the --confirm classifier: auto, cpu, cuda, "
-        "cuda:INDEX (default: %(default)s)",
-    )
+    add_device(analyze, what="device of the --confirm classifier")
     analyze.set_defaults(handler=analyze_command)
 
     gallery = subparsers.add_parser(
@@ -120,12 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="output folder (default: RUN/gallery)",
     )
-    gallery.add_argument(
-        "--size",
-        type=_positive,
-        default=384,
-        help="side of the large elite images in pixels (default: %(default)s)",
-    )
+    add_size(gallery, what="the large elite images", default=384)
     gallery.set_defaults(handler=gallery_command)
 
 

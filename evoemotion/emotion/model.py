@@ -44,6 +44,16 @@ FORMAT_VERSION = 2
 #: The bundled default checkpoint (heads only; Lite0 ImageNet weights come from PyPI).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default" / "model.pt"
 
+#: Bundled checkpoints by name: ``default`` (categorical head trained on the categories the
+#: images were collected for: every class expressible) and ``raters`` (the same backbone and
+#: valence/arousal/dominance heads, categorical head trained on the raters' distributions).
+BUNDLED = {"default": DEFAULT_CHECKPOINT, "raters": DEFAULT_CHECKPOINT.parent / "raters.pt"}
+
+
+def checkpoint_path(source: str | os.PathLike) -> Path:
+    """The file of a checkpoint source: a bundled name (:data:`BUNDLED`) or a path."""
+    return BUNDLED.get(str(source)) or Path(source).expanduser()
+
 #: Regression head names and the outputs each predicts.
 REGRESSION_HEADS = {
     "va": ("valence", "arousal"),
@@ -218,7 +228,7 @@ class Head(nn.Module):
 
 
 class EmotionModel(nn.Module):
-    """Backbone + named heads; predicts emotion from preprocessed images (Contract B).
+    """Backbone + named heads; predicts emotion from preprocessed images.
 
     Args:
         backbone: Module mapping ``(N, 3, S, S)`` to ``(N, D)``.
@@ -471,10 +481,50 @@ def save_model(
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """Map ``"auto"`` to CUDA when available, else CPU; pass other names through."""
-    if str(device) == "auto":
+    """Turn ``auto | cpu | cuda | cuda:i`` into a torch device, checking it exists.
+
+    Args:
+        device: The requested device; ``auto`` is CUDA when present, else CPU.
+
+    Returns:
+        The device.
+
+    Raises:
+        ConfigError: The name is not a device, or names a CUDA device that is absent.
+    """
+    name = str(device)
+    if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"device {name!r} is not auto, cpu, cuda or cuda:INDEX") from err
+    if resolved.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {name!r} is not auto, cpu, cuda or cuda:INDEX")
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0 or (resolved.index or 0) >= count:
+            raise ConfigError(f"device {name!r} is not available ({count} CUDA devices)")
+    return resolved
+
+
+def classifier_record(source: str, model: EmotionModel) -> dict[str, object]:
+    """Describe a loaded classifier for a run's or generator's record (never its weights).
+
+    Args:
+        source: How it was named (a bundled name such as ``"default"``, or a path).
+        model: The loaded model.
+
+    Returns:
+        Source (absolute path unless bundled), identity hash, outputs and backbone.
+    """
+    where = source if source in BUNDLED else str(Path(source).expanduser().resolve())
+    return {
+        "source": where,
+        "identity": model.identity,
+        "outputs": model.output_names,
+        "backbone": model.metadata.get("backbone", getattr(model.info, "name", "")),
+    }
 
 
 def load_torch_checkpoint(
@@ -522,7 +572,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, bytes]:
     """Read and validate a checkpoint file without building the model.
 
     Args:
-        path: The checkpoint, or ``"default"`` for the bundled one.
+        path: The checkpoint, or a bundled name (``"default"``, ``"raters"``).
 
     Returns:
         The checkpoint dict and the raw file bytes.
@@ -530,9 +580,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, bytes]:
     Raises:
         CheckpointError: missing, unreadable, or not an evoemotion emotion model.
     """
-    path = DEFAULT_CHECKPOINT if str(path) == "default" else Path(path).expanduser()
     return load_torch_checkpoint(
-        path,
+        checkpoint_path(path),
         file_format=CHECKPOINT_FORMAT,
         max_version=FORMAT_VERSION,
         kind="model",
@@ -546,7 +595,8 @@ def load_model(
     """Load a checkpoint written by :func:`save_model` (or the bundled default).
 
     Args:
-        source: ``"default"`` or a path to a ``.pt`` checkpoint.
+        source: A bundled name (``"default"``, ``"raters"``) or a path to a ``.pt``
+            checkpoint.
         device: Torch device, or ``"auto"``.
 
     Returns:
@@ -557,7 +607,7 @@ def load_model(
             match its description (one-line message naming the file).
     """
     checkpoint, data = read_checkpoint(source)
-    where = DEFAULT_CHECKPOINT if str(source) == "default" else Path(source)
+    where = checkpoint_path(source)
     try:
         info = BackboneInfo.from_dict(checkpoint["backbone"])
         specs = [HeadSpec.from_dict(h) for h in checkpoint["heads"]]

@@ -95,6 +95,4 @@ def read_genome(path: str | os.PathLike[str]) -> tuple[Genotype, Any]:
         raise ConfigError(f"{path}: {err}") from err
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
         reason = (str(err).splitlines() or [""])[0][:200]
-        raise GenomeError(
-            f"{path}: malformed genome ({type(err).__name__}: {reason})"
-        ) from None
+        raise GenomeError(f"{path}: malformed genome ({type(err).__name__}: {reason})") from None

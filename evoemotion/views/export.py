@@ -21,10 +21,6 @@ if TYPE_CHECKING:
     from evoemotion.runs import RunFolder
     from evoemotion.snapshot import ArchiveSnapshot
 
-#: Elites rendered per batch of an export.
-EXPORT_BATCH = 16
-
-
 def _write_elites(
     staging: Path, snapshot: ArchiveSnapshot, size: int, progress: Callable[[int], None] | None
 ) -> list[list[object]]:
@@ -34,10 +30,11 @@ def _write_elites(
     from evoemotion.genotypes.files import write_genome
     from evoemotion.pipeline import as_genome_list
     from evoemotion.render import render
+    from evoemotion.views.runview import ELITES_PER_RENDER
 
     rows: list[list[object]] = []
-    for start in range(0, len(snapshot), EXPORT_BATCH):
-        picked = range(start, min(start + EXPORT_BATCH, len(snapshot)))
+    for start in range(0, len(snapshot), ELITES_PER_RENDER):
+        picked = range(start, min(start + ELITES_PER_RENDER, len(snapshot)))
         genomes = as_genome_list(snapshot.solutions[start : picked.stop])
         images = render(snapshot.genotype, genomes, size)
         for i, genome, image in zip(picked, genomes, images, strict=True):

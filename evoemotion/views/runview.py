@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from evoemotion.snapshot import ArchiveSnapshot
 
 #: Elites rendered per call of the renderer.
-RENDER_CHUNK = 16
+ELITES_PER_RENDER = 16
 
 
 @dataclass
@@ -120,8 +120,8 @@ class RunView:
 
         rows = np.asarray(rows, dtype=np.int64)
         images = np.empty((len(rows), size, size, 3), dtype=np.uint8)
-        for start in range(0, len(rows), RENDER_CHUNK):
-            part = rows[start : start + RENDER_CHUNK]
+        for start in range(0, len(rows), ELITES_PER_RENDER):
+            part = rows[start : start + ELITES_PER_RENDER]
             images[start : start + len(part)] = render(self.genotype, self.genomes(part), size)
             if progress is not None:
                 progress(start + len(part))
