@@ -1,142 +1,221 @@
-"""Conditional generator vs MAP-Elites on the ``va`` archive, cell for cell, equal wall clock.
+"""Conditional generator vs searches (MAP-Elites, DQD, random) on the ``va`` grid, equal time.
 
-Both methods get the same wall-clock budget on the same classifier, scoring resolution and
+Every method gets the same wall-clock budget on the same classifier, scoring resolution and
 ``va`` grid (:func:`evoemotion.archives.make_archive_spec`):
 
-* MAP-Elites (``cppn`` genotype, ``--emitter``, default CMA-ME, otherwise as ``evoemotion
-  run --archive va``) and the random baseline step until the budget is spent; their cells
-  are the archive's elites.
-* The conditional generator is first evaluated untrained on every cell (``latents``
-  images per cell centre, :func:`evoemotion.cgen.evaluate`: the baseline row, which also
-  times one evaluation); it then trains for the budget minus that time and is evaluated
-  again the same way, so training plus final evaluation take the budget.
-  Its cells are those its images land in (``coverage``), and a cell counts as *reached*
-  when an image aimed at that cell lands in it.
+* the searches (``cppn`` genotype, as ``evoemotion run --archive va``: MAP-Elites with
+  ``--emitter``, default CMA-ME; DQD where this checkout has ``--algorithm dqd``; the random
+  baseline) step until the budget is spent; their cells are the archive's elites;
+* the conditional generator (:mod:`evoemotion.cgen`, its default training options) is
+  evaluated untrained on every cell centre (``--latents`` images per cell: the baseline
+  row, which also times one evaluation); it then trains for the budget minus that time and
+  is evaluated again, so its training and final evaluation take the budget. A cell is
+  *reached* when an image aimed at it lands in it, *reached x4 distinct* when 4 mutually
+  distinct images (embedding cosine distance >= 0.05) aimed at it do.
 
-Printed: per method the evaluations (or training steps), seconds, archive coverage, and
-for the generator the fraction of cells reached and the mean absolute V/A error of its
-images; then a cell-for-cell table: cells both fill, only MAP-Elites, only the generator.
+Printed: per method the work done, seconds, coverage; for the generator the cells reached,
+the share of the best search's cells it reaches on target (the issue's target: >= 70 %),
+the mean absolute V/A error on those cells and overall, and the time to sample an 8 x 8
+grid at ``--grid-size`` px; then cell-for-cell counts against every search.
 
-    python benchmarks/cgen_vs_mapelites.py [--budget 300] [--cells 10] [--seed 0]
-        [--classifier default] [--emitter cma-me] [--latents 4] [--device auto]
+Results go to ``--out`` (default ``runs/cgen_vs_mapelites/``, git-ignored): ``results.json``
+and PNG sample grids (the timed 8 x 8 grid, stored at 128 px per image, and every reached
+cell's images). ``--methods`` runs some methods only; rows of an earlier run with the same
+setup in ``results.json`` are kept, so a method can be added later (e.g. DQD once it lands).
+
+    python benchmarks/cgen_vs_mapelites.py [--budget 240] [--cells 10] [--seed 0]
+        [--methods map-elites,dqd,random,cgen] [--classifier default] [--latents 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 
 from evoemotion.archives import make_archive_spec
-from evoemotion.cgen import Architecture, ConditionalGenerator, TargetSpace, TrainConfig, Trainer
+from evoemotion.atomic import atomic_write
+from evoemotion.cgen import (
+    Architecture,
+    ConditionalGenerator,
+    TargetSpace,
+    TrainConfig,
+    Trainer,
+    sample_grid,
+)
 from evoemotion.cgen import evaluate as evaluate_generator
 from evoemotion.emotion import load_model
 from evoemotion.genotypes import load_genotype
 from evoemotion.pipeline import Evaluator
+from evoemotion.render.images import grid, save_png
 from evoemotion.scoring import Scorer
-from evoemotion.search import make_search
+from evoemotion.search import ALGORITHMS, make_search
+
+SEARCHES = ("map-elites", "dqd", "random")
 
 
-def run_search(algorithm: str, options: dict, spec, scorer, args) -> dict:
+def run_search(algorithm: str, spec, scorer, args) -> dict:
     """Step a search until the budget is spent; return its cells and counts."""
     genotype = load_genotype("cppn")
-    evaluator = Evaluator(genotype, scorer, render_size=args.render_size,
-                          features=spec.features)
+    evaluator = Evaluator(genotype, scorer, render_size=args.render_size, features=spec.features)
     evaluator.evaluate(genotype.random(np.random.default_rng(0), 2))  # compile the kernels
+    options = {"emitter": args.emitter} if algorithm == "map-elites" else {}
     state = make_search(algorithm, genotype=genotype, spec=spec, batch_size=args.batch_size,
                         seed=args.seed, options=options)
     start = time.perf_counter()
     while time.perf_counter() - start < args.budget:
         state.step(evaluator)
     evaluator.close()
-    cells = set(int(i) for i in state.archive.data("index"))
-    return {"cells": cells, "work": f"{state.evaluations} evaluations",
+    return {"cells": sorted(int(i) for i in state.archive.data("index")),
+            "work": f"{state.evaluations:,} evaluations",
             "seconds": time.perf_counter() - start}
 
 
-def run_generator(model, spec, scorer, args) -> tuple[dict, dict]:
-    """Evaluate the untrained generator, then train + evaluate it within the budget.
+def generator_row(result, work: str, seconds: float) -> dict:
+    """A results row from a generator evaluation."""
+    summary = result.summary()
+    errors = np.full(result.n_cells, np.nan)
+    errors[result.cells] = result.errors().mean(axis=(1, 2))
+    return {"cells": sorted({int(c) for c in result.sample_cells.ravel() if c >= 0}),
+            "reached": sorted(int(c) for c in result.cells[result.reached]),
+            "distinct": sorted(int(c) for c in result.cells[result.distinct_hits >= 4]),
+            "cell_errors": errors.tolist(),
+            "mae": summary["mae"], "diversity": summary["diversity_embedding"],
+            "work": work, "seconds": seconds}
 
-    The untrained evaluation is the baseline row and also times one evaluation; the
-    generator then trains for the budget minus that time and is evaluated again, so its
-    training and its final evaluation together take about the budget.
-    """
+
+def run_generator(model, spec, scorer, args, out: Path) -> dict:
+    """Evaluate the untrained generator, then train + evaluate it within the budget."""
     generator = ConditionalGenerator(TargetSpace.from_model(model, "va"),
                                      Architecture(seed=args.seed))
-    options = {"cells": spec.dims[0], "latents": args.latents, "size": args.render_size,
-               "seed": args.seed}
-    evaluate_generator(generator, scorer, cells=2, latents=1, size=args.render_size)  # warm up
+    options = {"latents": args.latents, "size": args.render_size, "seed": args.seed,
+               "spec": spec}
+    evaluate_generator(generator, scorer, latents=1, size=args.render_size,
+                       spec=make_archive_spec("va", class_names=scorer.class_names,
+                                              regression_names=scorer.regression_names,
+                                              scales=scorer.scales, cells=2))  # warm up
     start = time.perf_counter()
     untrained = evaluate_generator(generator, scorer, **options)
     evaluation_time = time.perf_counter() - start
     trainer = Trainer(generator, model,
                       TrainConfig(train_size=args.render_size, classifier_size=args.score_size,
-                                  diversity_weight=args.diversity_weight, seed=args.seed),
+                                  seed=args.seed),
                       device=scorer.device)
     start = time.perf_counter()
     while time.perf_counter() - start < args.budget - evaluation_time:
         trainer.train_step()
     trained = evaluate_generator(generator, scorer, **options)
     seconds = time.perf_counter() - start
-    rows = {}
-    for label, result, work, spent in (
-        ("cgen untrained", untrained, "0 steps", evaluation_time),
-        ("cgen trained", trained, f"{trainer.step} steps", seconds),
-    ):
-        summary = result.summary()
-        rows[label] = {"cells": set(int(c) for c in result.sample_cells.ravel() if c >= 0),
-                       "reached": summary["reached"], "mae": summary["mae"], "work": work,
-                       "seconds": spent, "diversity": summary["diversity_pixels"]}
-    return rows["cgen untrained"], rows["cgen trained"]
+    start = time.perf_counter()
+    images = sample_grid(generator, 8, 8, args.grid_size, seed=args.seed, shared_latent=False)
+    grid_seconds = time.perf_counter() - start
+    small = images[:, :: max(1, args.grid_size // 128), :: max(1, args.grid_size // 128)]
+    save_png(out / "cgen_grid_8x8.png", grid(small, columns=8, gap=2))
+    picked = trained.reached
+    if picked.any():
+        z = generator.latents(len(trained.targets) * args.latents, args.seed)
+        cells = np.repeat(trained.targets[picked], args.latents, axis=0)
+        shown = z.reshape(len(trained.targets), args.latents, -1)[picked].reshape(len(cells), -1)
+        save_png(out / "cgen_reached_cells.png",
+                 grid(generator.render(cells, shown, args.render_size), columns=args.latents,
+                      gap=2))
+    rows = {"cgen untrained": generator_row(untrained, "0 steps", evaluation_time),
+            "cgen trained": generator_row(trained, f"{trainer.step:,} steps", seconds)}
+    rows["cgen trained"]["grid_seconds"] = grid_seconds
+    return rows
+
+
+def print_tables(results: dict, n_cells: int, grid_size: int) -> None:
+    """The method table and the cell-for-cell table."""
+    searches = [label for label, row in results.items() if "reached" not in row]
+    best = max(searches, key=lambda label: len(results[label]["cells"]), default=None)
+    best_cells = set(results[best]["cells"]) if best else set()
+    print(f"| method | work | s | coverage | cells reached on target | x4 distinct | "
+          f"share of {best or 'search'}'s cells reached | V/A MAE there | V/A MAE all |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, row in results.items():
+        coverage = len(row["cells"]) / n_cells
+        line = f"| {label} | {row['work']} | {row['seconds']:.0f} | {coverage:.2f}"
+        if "reached" in row:
+            reached = set(row["reached"])
+            there = [row["cell_errors"][c] for c in best_cells]
+            share = len(reached & best_cells) / len(best_cells) if best_cells else 0.0
+            line += (f" | {len(reached)} | {len(row['distinct'])} "
+                     f"| {len(reached & best_cells)}/{len(best_cells)} = {share:.0%} "
+                     f"| {np.mean(there) if there else float('nan'):.2f} | {row['mae']:.2f} |")
+        else:
+            line += " | - | - | - | - | - |"
+        print(line)
+    trained = results.get("cgen trained")
+    if trained and "grid_seconds" in trained:
+        print(f"\n8 x 8 grid at {grid_size} px sampled in {trained['grid_seconds']:.1f} s")
+    generators = [label for label in results if "reached" in results[label]]
+    print(f"\n| cells (of {n_cells}) | both | search only | generator only |")
+    print("|---|---:|---:|---:|")
+    for search in searches:
+        filled = set(results[search]["cells"])
+        for label in generators:
+            reached = set(results[label]["reached"])
+            print(f"| {search} vs {label} (reached) | {len(filled & reached)} "
+                  f"| {len(filled - reached)} | {len(reached - filled)} |")
 
 
 def main() -> None:
-    """Run both methods and print the tables."""
+    """Run the methods and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=300, help="seconds per method")
+    parser.add_argument("--budget", type=float, default=240, help="seconds per method")
     parser.add_argument("--cells", type=int, default=10, help="bins per axis of the va grid")
     parser.add_argument("--seed", type=int, default=0, help="seed of every method")
     parser.add_argument("--classifier", default="default", help="checkpoint or 'default'")
+    parser.add_argument("--methods", default=",".join((*SEARCHES, "cgen")),
+                        help="comma-separated: map-elites, dqd, random, cgen")
     parser.add_argument("--emitter", default="cma-me", help="MAP-Elites emitter")
     parser.add_argument("--latents", type=int, default=4, help="generator images per cell")
-    parser.add_argument("--diversity-weight", type=float, default=TrainConfig().diversity_weight,
-                        help="generator's mode-seeking weight")
-    parser.add_argument("--batch-size", type=int, default=64, help="MAP-Elites batch size")
+    parser.add_argument("--batch-size", type=int, default=64, help="search batch size")
     parser.add_argument("--render-size", type=int, default=64, help="rendered side in px")
     parser.add_argument("--score-size", type=int, default=128, help="classifier input side")
+    parser.add_argument("--grid-size", type=int, default=1024,
+                        help="side of the timed 8x8 sample grid's images")
+    parser.add_argument("--out", type=Path, default=Path("runs/cgen_vs_mapelites"),
+                        help="folder for results.json and the PNG grids")
     parser.add_argument("--device", default="auto", help="torch device")
     args = parser.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - {*SEARCHES, "cgen"})
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(unknown)}")
     model = load_model(args.classifier)
     scorer = Scorer([model], device=args.device, batch_size=16, size=args.score_size)
     spec = make_archive_spec("va", class_names=scorer.class_names,
                              regression_names=scorer.regression_names, scales=scorer.scales,
                              cells=args.cells)
-    print(f"classifier {args.classifier}, va grid {args.cells}x{args.cells} over "
-          f"{spec.ranges}, budget {args.budget:.0f} s per method, render {args.render_size} "
-          f"px, score {args.score_size} px, seed {args.seed}, device {scorer.device}\n")
-    mapelites = f"MAP-Elites {args.emitter}"
-    results = {
-        mapelites: run_search("map-elites", {"emitter": args.emitter}, spec, scorer, args),
-        "random": run_search("random", {}, spec, scorer, args),
-    }
-    results["cgen untrained"], results["cgen trained"] = run_generator(model, spec, scorer,
-                                                                         args)
-    print("| method | work | s | coverage | cells reached on target | V/A MAE | diversity |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for label, row in results.items():
-        reached = f"{row['reached']:.3f}" if "reached" in row else "-"
-        mae = f"{row['mae']:.2f}" if "mae" in row else "-"
-        diversity = f"{row['diversity']:.3f}" if "diversity" in row else "-"
-        print(f"| {label} | {row['work']} | {row['seconds']:.0f} "
-              f"| {len(row['cells']) / spec.cells:.3f} | {reached} | {mae} | {diversity} |")
-    print(f"\n| cells (of {spec.cells}) | both | MAP-Elites only | cgen only |")
-    print("|---|---:|---:|---:|")
-    elites = results[mapelites]["cells"]
-    for label in ("cgen untrained", "cgen trained"):
-        generated = results[label]["cells"]
-        print(f"| {mapelites} vs {label} | {len(elites & generated)} "
-              f"| {len(elites - generated)} | {len(generated - elites)} |")
+    setup = {"classifier": model.identity[:12], "cells": args.cells, "budget": args.budget,
+             "seed": args.seed, "render": args.render_size, "score": args.score_size,
+             "latents": args.latents, "emitter": args.emitter}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "results.json"
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    results = earlier.get("rows", {}) if earlier.get("setup") == setup else {}
+    print(f"classifier {args.classifier} ({setup['classifier']}), va grid {args.cells}x"
+          f"{args.cells} over {spec.ranges}, budget {args.budget:.0f} s per method, render "
+          f"{args.render_size} px, score {args.score_size} px, seed {args.seed}, device "
+          f"{scorer.device}, load {os.getloadavg()[0]:.1f}\n")
+    for method in methods:
+        if method == "cgen":
+            results.update(run_generator(model, spec, scorer, args, args.out))
+        elif method not in ALGORITHMS:
+            print(f"{method}: not available on this checkout (no --algorithm {method})")
+            continue
+        else:
+            label = f"MAP-Elites {args.emitter}" if method == "map-elites" else method
+            results[label] = run_search(method, spec, scorer, args)
+        atomic_write(path, json.dumps({"setup": setup, "rows": results}, indent=1).encode())
+    print(f"(load after the run {os.getloadavg()[0]:.1f}; results in {path})\n")
+    print_tables(results, spec.cells, args.grid_size)
 
 
 if __name__ == "__main__":

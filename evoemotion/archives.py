@@ -1,4 +1,4 @@
-"""Archive specs: which classifier outputs are measures, what the objective is (Contract C).
+"""Archive specs: which classifier outputs are measures, what the objective is.
 
 An :class:`ArchiveSpec` is the single place that maps scoring :class:`Outputs` to archive
 rows (:meth:`ArchiveSpec.objective_and_measures`) and builds the pyribs archive for them

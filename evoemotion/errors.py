@@ -25,3 +25,27 @@ class CheckpointError(EvoEmotionError):
 
 class GenomeError(EvoEmotionError, ValueError):
     """A serialised genome cannot be parsed or does not match its genotype."""
+
+
+class UntrustedCheckpointError(CheckpointError):
+    """A run checkpoint is not signed with this user's key (loading it would run its code)."""
+
+
+class RunBusyError(EvoEmotionError):
+    """Another process is writing the run folder (it holds the folder's lock)."""
+
+
+class WriteError(EvoEmotionError, OSError):
+    """The operating system refused a write (no space, no permission, read-only ...).
+
+    Attributes:
+        path: The file that could not be written.
+    """
+
+    def __init__(self, path: object, err: OSError) -> None:
+        reason = err.strerror or str(err)
+        super().__init__(err.errno, f"cannot write {path}: {reason}")
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.strerror or ""

@@ -11,6 +11,7 @@ are the ones the run was started with. Both return a :class:`Run`; stepping it i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import platform
 import random
@@ -28,11 +29,14 @@ from evoemotion import __version__
 from evoemotion.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
+    from evoemotion.archives import ArchiveSpec
     from evoemotion.emotion import EmotionModel
     from evoemotion.genotypes import Genotype
     from evoemotion.pipeline import Evaluator, ImageFeature
     from evoemotion.runs import RunFolder
     from evoemotion.search import SearchState
+    from evoemotion.signing import SigningKey
+    from evoemotion.snapshot import ArchiveSnapshot
 
 #: Distributions whose versions are recorded in ``config.json``.
 RECORDED_PACKAGES = ("numpy", "numba", "torch", "torchvision", "ribs", "deap", "pillow")
@@ -64,6 +68,8 @@ class RunConfig:
         checkpoint_every: Checkpoint period in iterations.
         export_size: Side of the exported elite PNGs.
         options: Algorithm-specific options (e.g. ``emitter``, ``sigma``).
+        continue_from: A run folder whose archive snapshot fills the new run's archive
+            (its genotype and archive spec are used); ``None`` starts empty.
         renderer: ``auto``, ``numba`` or ``torch`` (see :class:`~evoemotion.pipeline.Evaluator`).
     """
 
@@ -86,6 +92,7 @@ class RunConfig:
     checkpoint_every: int = 10
     export_size: int = 256
     options: dict[str, Any] = field(default_factory=dict)
+    continue_from: str | None = None
     renderer: str = "auto"
 
     @classmethod
@@ -110,12 +117,27 @@ class RunConfig:
 
 @dataclass
 class Run:
-    """A run ready to step: its folder, state and evaluator."""
+    """A run ready to step: its folder (locked for writing), state and evaluator.
+
+    Close it (or use it as a context manager) to stop the evaluator's render thread and
+    release the folder's writer lock; the lock also ends with the process.
+    """
 
     folder: RunFolder
     state: SearchState
     evaluator: Evaluator
     config: RunConfig
+
+    def close(self) -> None:
+        """Close the evaluator and release the run folder's writer lock."""
+        self.evaluator.close()
+        self.folder.release()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def package_versions() -> dict[str, str]:
@@ -161,25 +183,6 @@ def load_classifiers(sources: list[str], device: str = "cpu") -> list[EmotionMod
     if not sources:
         raise ConfigError("at least one --classifier is needed")
     return [load_model(source, device=device) for source in sources]
-
-
-def classifier_record(source: str, model: EmotionModel) -> dict[str, Any]:
-    """Describe a classifier for ``config.json`` (never its weights).
-
-    Args:
-        source: How it was named (``"default"`` or a path).
-        model: The loaded model.
-
-    Returns:
-        Source (absolute path unless ``default``), identity hash, outputs and backbone.
-    """
-    where = source if source == "default" else str(Path(source).expanduser().resolve())
-    return {
-        "source": where,
-        "identity": model.identity,
-        "outputs": model.output_names,
-        "backbone": model.metadata.get("backbone", getattr(model.info, "name", "")),
-    }
 
 
 def build_evaluator(
@@ -253,43 +256,89 @@ def default_run_name(config: RunConfig) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-def start_run(config: RunConfig, out: str | os.PathLike | None = None) -> Run:
-    """Start a new run: build everything and create its folder.
+def _continued_config(config: RunConfig, snapshot: ArchiveSnapshot) -> RunConfig:
+    """The config of a run continued from ``snapshot``: its genotype and archive options."""
+    spec = snapshot.spec
+    cells = None if spec.kind == "per-class" else (spec.dims or [spec.cells])[0]
+    return dataclasses.replace(
+        config,
+        genotype=snapshot.genotype.name,
+        archive=spec.kind,
+        objective=spec.objective,
+        measures=list(spec.measure_names) if spec.kind == "measures" else None,
+        cells=spec.cells if spec.centroids is not None else cells,
+    )
+
+
+def _check_outputs(spec: ArchiveSpec, models: list[EmotionModel], source: str) -> None:
+    """Check that the classifiers produce every output a continued archive records."""
+    first = models[0]
+    produced = [*first.class_names, *first.regression_names, *spec.features]
+    produced += ["disagreement"] if len(models) > 1 else []
+    missing = [name for name in spec.output_names if name not in produced]
+    if missing:
+        raise ConfigError(
+            f"the archive of {source} records output(s) {', '.join(missing)} that the "
+            f"classifier does not produce (it has {', '.join(produced)})"
+        )
+
+
+def start_run(
+    config: RunConfig, out: str | os.PathLike | None = None, *, key: SigningKey | None = None
+) -> Run:
+    """Start a new run: build everything and create (and lock) its folder.
+
+    With ``config.continue_from`` the archive is filled from that run folder's data
+    snapshot (its genotype and archive spec are used; emitters and novelty populations
+    start afresh) and ``config.json`` records where the elites came from.
 
     Args:
         config: The run options.
         out: The run folder; default ``runs/<default_run_name>`` in the current folder.
+        key: The checkpoint signing key (default: the user's).
 
     Returns:
         The run, at iteration 0.
 
     Raises:
         ConfigError: A bad option.
-        CheckpointError: A classifier cannot be loaded.
+        CheckpointError: A classifier cannot be loaded, or ``continue_from`` has no
+            snapshot.
+        DataError: The snapshot of ``continue_from`` is unreadable.
         GenomeError: The genotype preset is invalid.
     """
     from evoemotion.archives import make_archive_spec
+    from evoemotion.emotion.model import classifier_record
     from evoemotion.genotypes import load_genotype
     from evoemotion.runs import RunFolder
     from evoemotion.search import make_search
 
     if config.iterations < 0:
         raise ConfigError(f"--iterations must be >= 0, got {config.iterations}")
+    snapshot = None
+    if config.continue_from is not None:
+        source = RunFolder.open(config.continue_from, checkpoint=False)
+        snapshot = source.snapshot()
+        config = _continued_config(config, snapshot)
     seed_everything(config.seed)
-    genotype = load_genotype(config.genotype)
+    genotype = snapshot.genotype if snapshot else load_genotype(config.genotype)
     models = load_classifiers(config.classifiers)
     first = models[0]
-    spec = make_archive_spec(
-        config.archive,
-        class_names=first.class_names,
-        regression_names=first.regression_names,
-        scales=first.scales,
-        objective=config.objective,
-        measures=config.measures,
-        cells=config.cells,
-        extra_outputs=["disagreement"] if len(models) > 1 else [],
-        seed=config.seed,
-    )
+    if snapshot:
+        spec = snapshot.spec
+        _check_outputs(spec, models, str(source.path))
+    else:
+        spec = make_archive_spec(
+            config.archive,
+            class_names=first.class_names,
+            regression_names=first.regression_names,
+            scales=first.scales,
+            objective=config.objective,
+            measures=config.measures,
+            cells=config.cells,
+            extra_outputs=["disagreement"] if len(models) > 1 else [],
+            seed=config.seed,
+        )
     state = make_search(
         config.algorithm,
         genotype=genotype,
@@ -298,6 +347,8 @@ def start_run(config: RunConfig, out: str | os.PathLike | None = None) -> Run:
         seed=config.seed,
         options=config.options,
     )
+    if snapshot:
+        snapshot.fill(state.archive)
     evaluator = build_evaluator(config, state.genotype, state.spec.features, models)
     document = {
         "run": dataclasses.asdict(config),
@@ -309,24 +360,48 @@ def start_run(config: RunConfig, out: str | os.PathLike | None = None) -> Run:
         "versions": package_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if snapshot:
+        document["continued_from"] = {
+            "folder": str(source.path.resolve()),
+            "snapshot_sha256": hashlib.sha256(source.snapshot_path.read_bytes()).hexdigest(),
+            "iteration": snapshot.iteration,
+            "evaluations": snapshot.evaluations,
+            "elites": len(snapshot),
+            "classifiers": source.config.get("classifiers", []),
+        }
     folder = RunFolder.create(
         Path(out) if out else Path("runs") / default_run_name(config),
         document,
         centroids=spec.centroids,
+        key=key,
     )
-    folder.save_checkpoint(state)
+    try:
+        folder.save_checkpoint(state)
+    except BaseException:
+        folder.release()
+        raise
     return Run(folder, state, evaluator, config)
 
 
-def resume_run(path: str | os.PathLike, *, device: str | None = None) -> Run:
-    """Reopen a run folder at its last checkpoint.
+def resume_run(
+    path: str | os.PathLike,
+    *,
+    device: str | None = None,
+    trust: bool = False,
+    key: SigningKey | None = None,
+) -> Run:
+    """Lock a run folder and reopen it at its last checkpoint.
 
-    The classifiers are reloaded from the sources in ``config.json`` and must have the
-    recorded identity hashes. A pickle is code: only resume run folders you trust.
+    The checkpoint must be signed with ``key`` unless ``trust`` is set. The classifiers
+    are reloaded from the sources in ``config.json`` and must have the recorded identity
+    hashes. Nothing in the folder changes before the lock is held.
 
     Args:
         path: The run folder.
         device: Scoring device to use instead of the recorded one.
+        trust: Load a checkpoint that is unsigned or signed with another key (it is a
+            pickle: loading it runs any code it holds).
+        key: The checkpoint key (default: the user's).
 
     Returns:
         The run, at its checkpoint's iteration.
@@ -334,21 +409,60 @@ def resume_run(path: str | os.PathLike, *, device: str | None = None) -> Run:
     Raises:
         CheckpointError: Not a run folder, a corrupt checkpoint, or a classifier whose
             hash differs from the recorded one.
+        UntrustedCheckpointError: The checkpoint is not signed with ``key``.
+        RunBusyError: Another process is writing the folder.
     """
     from evoemotion.runs import RunFolder
 
-    folder = RunFolder.open(path)
-    document = folder.config
+    folder = RunFolder.open(path, key=key).lock()
     try:
-        config = RunConfig.from_dict(document["run"])
-        records = document["classifiers"]
-    except (KeyError, TypeError, ConfigError) as err:
-        raise CheckpointError(f"{folder.config_path} is not a complete run config ({err})") from err
-    if device is not None:
-        config.device = device
-    models = load_classifiers([r["source"] for r in records])
-    check_classifiers(records, models)
-    state = folder.load_checkpoint()
-    folder.write_metrics(state.metrics)
-    evaluator = build_evaluator(config, state.genotype, state.spec.features, models)
+        document = folder.config
+        try:
+            config = RunConfig.from_dict(document["run"])
+            records = document["classifiers"]
+        except (KeyError, TypeError, ConfigError) as err:
+            raise CheckpointError(
+                f"{folder.config_path} is not a complete run config ({err})"
+            ) from err
+        if device is not None:
+            config.device = device
+        models = load_classifiers([r["source"] for r in records])
+        check_classifiers(records, models)
+        state = folder.load_checkpoint(trust=trust)
+        folder.write_metrics(state.metrics)
+        evaluator = build_evaluator(config, state.genotype, state.spec.features, models)
+    except BaseException:
+        folder.release()
+        raise
     return Run(folder, state, evaluator, config)
+
+
+def snapshot_run(
+    path: str | os.PathLike, *, trust: bool = False, key: SigningKey | None = None
+) -> ArchiveSnapshot:
+    """Write the data snapshot of a run folder from its checkpoint (for old folders).
+
+    Args:
+        path: The run folder.
+        trust: Load a checkpoint that is unsigned or signed with another key.
+        key: The checkpoint key (default: the user's).
+
+    Returns:
+        The snapshot written to the folder's ``archive.npz``.
+
+    Raises:
+        CheckpointError: Not a run folder or a corrupt checkpoint.
+        UntrustedCheckpointError: The checkpoint is not signed with ``key``.
+        RunBusyError: Another process is writing the folder.
+    """
+    from evoemotion.atomic import atomic_write
+    from evoemotion.runs import RunFolder
+    from evoemotion.snapshot import ArchiveSnapshot
+
+    folder = RunFolder.open(path, key=key).lock()
+    try:
+        snapshot = ArchiveSnapshot.of(folder.load_checkpoint(trust=trust))
+        atomic_write(folder.snapshot_path, snapshot.to_bytes())
+    finally:
+        folder.release()
+    return snapshot

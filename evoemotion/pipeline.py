@@ -1,4 +1,4 @@
-"""Evaluation: genomes in, scoring outputs out; the one thing searches call (Contract C).
+"""Evaluation: genomes in, scoring outputs out; the one thing searches call.
 
 :class:`Evaluator` renders genomes (Numba, on the CPU) and scores the images
 (:class:`~evoemotion.scoring.Scorer`, on its device) chunk by chunk, rendering chunk t+1
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from evoemotion.choices import RENDERERS
 from evoemotion.errors import ConfigError
 from evoemotion.render import render
 from evoemotion.render.differentiable import to_uint8
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
 #: A function of a uint8 image batch returning one number per image.
 ImageFeature = Callable[[np.ndarray], np.ndarray]
 
-#: Accepted ``renderer`` values: ``auto`` is ``torch`` for flat CPPNs scored on CUDA.
-RENDERERS = ("auto", "numba", "torch")
 
 
 def resolve_renderer(renderer: str, genotype: Genotype, device: Any) -> str:
@@ -97,7 +96,7 @@ class Evaluator:
     """Renders and scores genomes with rendering and scoring overlapped.
 
     Args:
-        genotype: The Contract A genotype the genomes belong to.
+        genotype: The :class:`~evoemotion.genotypes.Genotype` the genomes belong to.
         scorer: The scorer (models, device, crops).
         render_size: Side in pixels of the rendered images (the scorer resizes them).
         chunk_size: Genomes per render/score chunk; default the scorer's batch size.
@@ -243,3 +242,9 @@ class Evaluator:
     def close(self) -> None:
         """Stop the background render thread."""
         self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

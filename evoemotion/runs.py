@@ -1,4 +1,7 @@
-"""Run folders: layout, config, metrics, atomic checkpoints, resume, elite export.
+"""Run folders: layout, config, metrics, signed checkpoints, data snapshots, one writer.
+
+Rendering the elites into ``elites/`` belongs to the views (:mod:`evoemotion.views.export`);
+this module only persists.
 
 A run folder (``runs/NAME/``) holds:
 
@@ -7,29 +10,33 @@ A run folder (``runs/NAME/``) holds:
 - ``centroids.npy``: the CVT centroids of a ``categorical`` archive (computed once);
 - ``metrics.csv``: one row per iteration (see :data:`~evoemotion.search.METRIC_FIELDS`);
 - ``checkpoint.pkl``: the pickled run state plus the global random states, behind a
-  header with its sha256, written atomically (temp file, fsync, rename);
+  header with its sha256 (corruption check) and its HMAC-SHA256 signature under the
+  user's key (:mod:`evoemotion.signing`), written atomically (temp file, fsync, rename);
+- ``archive.npz``: the archive's elites as plain data (:mod:`evoemotion.snapshot`),
+  written atomically beside each checkpoint; the views read only this;
+- ``writer.lock``: the lock that ``run`` and ``resume`` hold while they write, with the
+  holder's process id;
 - ``elites/`` and ``elites.csv``: every elite as PNG and genome JSON, and one CSV row per
   elite (cell, objective, measures, outputs, files).
 
 :class:`RunFolder` never looks inside the run state beyond the
 :class:`~evoemotion.search.SearchState` protocol. Classifier weights are never pickled;
-the config records where they came from and their hash. A pickle is code: only resume
-run folders you trust.
+the config records where they came from and their hash. A pickle is code: a checkpoint
+is loaded only when it carries this user's signature, or when the caller trusts it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import hashlib
 import io
 import json
 import os
 import pickle
 import random
-import shutil
 import signal
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,8 +44,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evoemotion.atomic import atomic_write
-from evoemotion.errors import CheckpointError, ConfigError
+from evoemotion.atomic import atomic_write, reporting_write_errors
+from evoemotion.errors import (
+    CheckpointError,
+    ConfigError,
+    RunBusyError,
+    UntrustedCheckpointError,
+)
+from evoemotion.signing import SigningKey, load_key, signer_name
+from evoemotion.snapshot import SNAPSHOT_NAME, ArchiveSnapshot
 
 if TYPE_CHECKING:
     from evoemotion.pipeline import EvaluatorLike
@@ -47,11 +61,28 @@ if TYPE_CHECKING:
 #: ``format`` field of a run's ``config.json``.
 RUN_FORMAT = "evoemotion-run"
 
-#: First bytes of a checkpoint file; a sha256 hex of the pickle follows on the same line.
-CHECKPOINT_MAGIC = b"EVOEMOTION-RUN-CHECKPOINT 1 "
+#: First bytes of a checkpoint file; the format version and the header fields follow.
+CHECKPOINT_MAGIC = b"EVOEMOTION-RUN-CHECKPOINT "
+
+#: Version of the signed checkpoint header: ``sha256=HEX key=FINGERPRINT by=USER@HOST
+#: hmac=HEX``; the HMAC covers the header fields before it, a newline and the pickle.
+#: Version 1 (``sha256`` only, unsigned) is still read.
+CHECKPOINT_VERSION = b"2"
+
+#: Name of the writer lock file in a run folder.
+LOCK_NAME = "writer.lock"
 
 
-def _csv_bytes(header: list[str], rows: list[list[Any]]) -> bytes:
+def csv_bytes(header: list[str], rows: list[list[Any]]) -> bytes:
+    """Return a CSV table (header + rows, ``\\n`` line ends) as bytes.
+
+    Args:
+        header: Column names.
+        rows: The rows.
+
+    Returns:
+        The UTF-8 bytes.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -59,15 +90,41 @@ def _csv_bytes(header: list[str], rows: list[list[Any]]) -> bytes:
     return buffer.getvalue().encode()
 
 
+def _header_fields(header: bytes) -> dict[str, str]:
+    return dict(
+        part.split("=", 1) for part in header.decode("ascii", "replace").split() if "=" in part
+    )
+
+
 class RunFolder:
     """One run's folder on disk. Use :meth:`create` for a new run, :meth:`open` to resume.
 
+    Writers (:meth:`create`, :meth:`lock`) hold the folder's exclusive lock until
+    :meth:`release` or the end of the process; readers need none.
+
     Args:
         path: The folder.
+        key: The key that signs and checks checkpoints; default :func:`load_key`'s,
+            loaded on first use.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, key: SigningKey | None = None) -> None:
         self.path = Path(path)
+        self._key = key
+        self._lock_fd: int | None = None
+        #: Iteration of the last checkpoint written or loaded here (``None``: none yet).
+        self.checkpoint_iteration: int | None = None
+
+    @property
+    def key(self) -> SigningKey:
+        """The signing key (loaded on first use).
+
+        Raises:
+            ConfigError: The key file is unusable.
+        """
+        if self._key is None:
+            self._key = load_key()
+        return self._key
 
     @property
     def config_path(self) -> Path:
@@ -90,6 +147,16 @@ class RunFolder:
         return self.path / "centroids.npy"
 
     @property
+    def snapshot_path(self) -> Path:
+        """``archive.npz``: the archive as plain data."""
+        return self.path / SNAPSHOT_NAME
+
+    @property
+    def lock_path(self) -> Path:
+        """``writer.lock``."""
+        return self.path / LOCK_NAME
+
+    @property
     def elites_dir(self) -> Path:
         """``elites/``: PNG + genome JSON per elite."""
         return self.path / "elites"
@@ -101,28 +168,44 @@ class RunFolder:
 
     @classmethod
     def create(
-        cls, path: str | os.PathLike, config: dict[str, Any], centroids: np.ndarray | None = None
+        cls,
+        path: str | os.PathLike,
+        config: dict[str, Any],
+        centroids: np.ndarray | None = None,
+        *,
+        key: SigningKey | None = None,
     ) -> RunFolder:
-        """Make a new run folder and write its config (and centroids).
+        """Make a new run folder, lock it and write its config (and centroids).
 
         Args:
             path: The folder; it must not exist or be empty.
             config: JSON-able configuration; ``format`` is added.
             centroids: CVT centroids to save as ``centroids.npy``.
+            key: The checkpoint signing key (default: the user's).
 
         Returns:
-            The run folder.
+            The run folder, locked for writing.
 
         Raises:
             ConfigError: The folder exists and is not empty.
+            RunBusyError: Another process is creating the same folder.
         """
-        folder = cls(path)
-        if folder.path.exists() and any(folder.path.iterdir()):
+        folder = cls(path, key=key)
+
+        def occupied() -> bool:
+            return folder.path.exists() and any(p.name != LOCK_NAME for p in folder.path.iterdir())
+
+        if occupied():
             raise ConfigError(
                 f"run folder {folder.path} already exists and is not empty; resume it with "
                 "`evoemotion resume` or choose another --out"
             )
-        folder.path.mkdir(parents=True, exist_ok=True)
+        with reporting_write_errors(folder.path):
+            folder.path.mkdir(parents=True, exist_ok=True)
+        folder.lock()
+        if occupied():
+            folder.release()
+            raise ConfigError(f"run folder {folder.path} was filled by another process")
         document = {"format": RUN_FORMAT, **config}
         atomic_write(folder.config_path, json.dumps(document, indent=2).encode() + b"\n")
         if centroids is not None:
@@ -132,11 +215,16 @@ class RunFolder:
         return folder
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> RunFolder:
-        """Open an existing run folder, checking that it is one.
+    def open(
+        cls, path: str | os.PathLike, *, key: SigningKey | None = None, checkpoint: bool = True
+    ) -> RunFolder:
+        """Open an existing run folder, checking that it is one (no lock is taken).
 
         Args:
             path: The folder.
+            key: The checkpoint key (default: the user's).
+            checkpoint: Whether the folder must hold a checkpoint (readers of the
+                snapshot pass ``False``).
 
         Returns:
             The run folder.
@@ -145,7 +233,7 @@ class RunFolder:
             CheckpointError: The folder is missing, is not a run folder, or has no
                 checkpoint yet.
         """
-        folder = cls(path)
+        folder = cls(path, key=key)
         if not folder.path.is_dir():
             raise CheckpointError(f"{folder.path} is not a folder")
         if not folder.config_path.is_file():
@@ -153,9 +241,47 @@ class RunFolder:
         config = folder.config
         if config.get("format") != RUN_FORMAT:
             raise CheckpointError(f"{folder.config_path} is not an evoemotion run config")
-        if not folder.checkpoint_path.is_file():
+        if checkpoint and not folder.checkpoint_path.is_file():
             raise CheckpointError(f"{folder.path} has no checkpoint.pkl to resume from")
         return folder
+
+    def lock(self) -> RunFolder:
+        """Take the folder's exclusive writer lock (an OS lock: it dies with the process).
+
+        The lock file records the holder's process id; nothing else is written.
+
+        Returns:
+            This folder.
+
+        Raises:
+            RunBusyError: Another process holds the lock; the message names it.
+            WriteError: The lock file cannot be made (read-only folder ...).
+        """
+        if self._lock_fd is not None:
+            return self
+        with reporting_write_errors(self.lock_path):
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunBusyError(
+                f"run folder {self.path} is being written by process {holder} (an evoemotion "
+                "run or resume); nothing was changed: wait for it to finish or stop it, "
+                "then resume"
+            ) from None
+        self._lock_fd = fd
+        with reporting_write_errors(self.lock_path):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return self
+
+    def release(self) -> None:
+        """Give up the writer lock (if held)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -182,7 +308,10 @@ class RunFolder:
             row: Field -> value.
         """
         new = not self.metrics_path.is_file() or self.metrics_path.stat().st_size == 0
-        with open(self.metrics_path, "a", newline="") as fh:
+        with (
+            reporting_write_errors(self.metrics_path),
+            open(self.metrics_path, "a", newline="") as fh,
+        ):
             writer = csv.writer(fh, lineterminator="\n")
             if new:
                 writer.writerow(list(row))
@@ -195,11 +324,12 @@ class RunFolder:
             rows: All metrics rows so far; may be empty.
         """
         header = list(rows[0]) if rows else []
-        data = _csv_bytes(header, [list(r.values()) for r in rows]) if rows else b""
+        data = csv_bytes(header, [list(r.values()) for r in rows]) if rows else b""
         atomic_write(self.metrics_path, data)
 
     def save_checkpoint(self, state: SearchState) -> None:
-        """Pickle the run state and the global random states atomically.
+        """Pickle and sign the run state and the global random states atomically, and
+        write the archive's data snapshot beside it.
 
         Args:
             state: The run state.
@@ -213,19 +343,64 @@ class RunFolder:
             "torch_random": torch.get_rng_state(),
         }
         data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-        digest = hashlib.sha256(data).hexdigest().encode()
-        atomic_write(self.checkpoint_path, CHECKPOINT_MAGIC + digest + b"\n" + data)
+        fields = (
+            f"sha256={hashlib.sha256(data).hexdigest()} key={self.key.fingerprint} "
+            f"by={signer_name()}"
+        ).encode()
+        signature = self.key.sign(fields + b"\n" + data).encode()
+        header = CHECKPOINT_MAGIC + CHECKPOINT_VERSION + b" " + fields + b" hmac=" + signature
+        atomic_write(self.checkpoint_path, header + b"\n" + data)
+        self.checkpoint_iteration = int(state.iteration)
+        atomic_write(self.snapshot_path, ArchiveSnapshot.of(state).to_bytes())
 
-    def load_checkpoint(self) -> SearchState:
+    def _check_signature(self, header: bytes, data: bytes, trust: bool) -> None:
+        where = self.checkpoint_path
+        version, _, rest = header[len(CHECKPOINT_MAGIC) :].partition(b" ")
+        if version == b"1":
+            fields = {"sha256": rest.decode("ascii", "replace")}
+        elif version == CHECKPOINT_VERSION:
+            fields = _header_fields(rest)
+        else:
+            raise CheckpointError(
+                f"{where} is checkpoint version {version.decode('ascii', 'replace')}, which "
+                "this evoemotion does not read"
+            )
+        if fields.get("sha256") != hashlib.sha256(data).hexdigest():
+            raise CheckpointError(f"{where} is truncated or corrupt (checksum mismatch)")
+        if trust:
+            return
+        signed = rest.rpartition(b" hmac=")[0]
+        if version == CHECKPOINT_VERSION and self.key.verify(
+            signed + b"\n" + data, fields.get("hmac", "")
+        ):
+            return
+        whose = (
+            "is not signed (written before evoemotion signed checkpoints, or by hand)"
+            if version == b"1"
+            else f"is signed by key {fields.get('key', '?')} of {fields.get('by', '?')}, not "
+            f"by your key {self.key.fingerprint} ({self.key.path})"
+        )
+        raise UntrustedCheckpointError(
+            f"{where} {whose}; a checkpoint is a pickle and loading it runs any code it "
+            "holds, so it is loaded only with --trust: use that only if you trust whoever "
+            f"wrote {self.path}"
+        )
+
+    def load_checkpoint(self, *, trust: bool = False) -> SearchState:
         """Load the run state and restore the global random states.
 
-        A pickle is code: only call this on run folders you trust.
+        The checkpoint must carry this user's signature unless ``trust`` is set.
+
+        Args:
+            trust: Load a checkpoint that is unsigned or signed with another key (it is a
+                pickle: it can run any code).
 
         Returns:
             The run state.
 
         Raises:
             CheckpointError: The file is missing, not a checkpoint, truncated or corrupt.
+            UntrustedCheckpointError: The signature is missing or not this user's.
         """
         import torch
 
@@ -237,8 +412,7 @@ class RunFolder:
         header, _, data = raw.partition(b"\n")
         if not header.startswith(CHECKPOINT_MAGIC):
             raise CheckpointError(f"{where} is not an evoemotion run checkpoint")
-        if hashlib.sha256(data).hexdigest().encode() != header[len(CHECKPOINT_MAGIC) :]:
-            raise CheckpointError(f"{where} is truncated or corrupt (checksum mismatch)")
+        self._check_signature(header, data, trust)
         try:
             payload = pickle.loads(data)
         except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
@@ -249,67 +423,26 @@ class RunFolder:
         random.setstate(payload["python_random"])
         np.random.set_state(payload["numpy_random"])
         torch.set_rng_state(payload["torch_random"])
+        self.checkpoint_iteration = int(payload["state"].iteration)
         return payload["state"]
 
-    def export_elites(
-        self,
-        state: SearchState,
-        *,
-        size: int = 256,
-        chunk: int = 16,
-        progress: Callable[[int], None] | None = None,
-    ) -> int:
-        """Write every elite as PNG + genome JSON into ``elites/`` and list them in
-        ``elites.csv``, replacing an earlier export.
-
-        Args:
-            state: The run state (its archive, spec and genotype).
-            size: Side of the PNGs in pixels.
-            chunk: Elites rendered per batch.
-            progress: Called with the number of elites written after each batch.
+    def snapshot(self) -> ArchiveSnapshot:
+        """Read the archive's data snapshot (no pickle is opened).
 
         Returns:
-            The number of elites written.
+            The snapshot of the latest checkpoint.
+
+        Raises:
+            CheckpointError: The folder has no snapshot (made before snapshots existed).
+            DataError: The snapshot is unreadable.
         """
-        from PIL import Image
-
-        from evoemotion.pipeline import as_genome_list
-        from evoemotion.render import render
-
-        data = state.archive.data()
-        order = np.argsort(data["index"], kind="stable")
-        spec, genotype = state.spec, state.genotype
-        staging = Path(tempfile.mkdtemp(prefix=".elites.", dir=self.path))
-        header = ["cell", "objective", *spec.measure_columns, *spec.output_names, "image", "genome"]
-        rows = []
-        for start in range(0, len(order), chunk):
-            picked = order[start : start + chunk]
-            images = render(genotype, as_genome_list(data["solution"][picked]), size)
-            for i, image in zip(picked, images, strict=True):
-                stem = f"cell{int(data['index'][i]):05d}"
-                Image.fromarray(image).save(staging / f"{stem}.png")
-                genome_json = json.dumps(genotype.to_dict(data["solution"][i]), indent=1)
-                (staging / f"{stem}.json").write_text(genome_json + "\n")
-                rows.append(
-                    [
-                        int(data["index"][i]),
-                        float(data["objective"][i]),
-                        *map(float, data["measures"][i]),
-                        *map(float, data["outputs"][i]),
-                        f"elites/{stem}.png",
-                        f"elites/{stem}.json",
-                    ]
-                )
-            if progress:
-                progress(len(rows))
-        old = self.path / ".elites.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if self.elites_dir.exists():
-            os.replace(self.elites_dir, old)
-        os.replace(staging, self.elites_dir)
-        shutil.rmtree(old, ignore_errors=True)
-        atomic_write(self.elites_csv, _csv_bytes(header, rows))
-        return len(rows)
+        if not self.snapshot_path.is_file():
+            raise CheckpointError(
+                f"{self.path} has no {SNAPSHOT_NAME} (written before evoemotion saved archive "
+                f"snapshots); if you trust the folder, make one with: evoemotion snapshot "
+                f"{self.path} --trust"
+            )
+        return ArchiveSnapshot.read(self.snapshot_path)
 
 
 def run_iterations(

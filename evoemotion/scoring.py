@@ -1,4 +1,4 @@
-"""Batched scoring of uint8 images by one or several emotion models (Contract C).
+"""Batched scoring of uint8 images by one or several emotion models.
 
 :class:`Scorer` moves image batches to the device, resizes and normalises them there
 (:meth:`EmotionModel.preprocess`), and runs the models under ``torch.inference_mode``, with
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from evoemotion.emotion.model import resolve_device
 from evoemotion.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -158,34 +159,6 @@ class Outputs:
         )
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """Turn ``auto | cpu | cuda | cuda:i`` into a torch device, checking it exists.
-
-    Args:
-        device: The requested device; ``auto`` is CUDA when present, else CPU.
-
-    Returns:
-        The device.
-
-    Raises:
-        ConfigError: The name is not a device, or names a CUDA device that is absent.
-    """
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"device {name!r} is not auto, cpu, cuda or cuda:INDEX") from err
-    if resolved.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device {name!r} is not auto, cpu, cuda or cuda:INDEX")
-    if resolved.type == "cuda":
-        count = torch.cuda.device_count()
-        if count == 0 or (resolved.index or 0) >= count:
-            raise ConfigError(f"device {name!r} is not available ({count} CUDA devices)")
-    return resolved
-
-
 def crop_box(view: str, height: int, width: int) -> tuple[int, int, int, int]:
     """Return ``(top, left, crop_height, crop_width)`` of a named view.
 
@@ -208,7 +181,7 @@ def crop_box(view: str, height: int, width: int) -> tuple[int, int, int, int]:
 
 
 class Scorer:
-    """Scores uint8 image batches with one model or an ensemble (Contract C).
+    """Scores uint8 image batches with one model or an ensemble.
 
     The models are moved to ``device`` (in place) and must agree on their class names
     and regression outputs. Each model sees every image at its own input size unless

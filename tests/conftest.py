@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,29 @@ def shared_data() -> Path:
     if not (root / "emotion6" / "ground_truth.txt").is_file():
         pytest.skip(f"real emotion data not found at {root} (set EVOEMOTION_DATA)")
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def checkpoint_key(tmp_path_factory) -> Iterator[Path]:
+    """Sign test checkpoints with a key in a temporary folder, never the user's own.
+
+    The variable is inherited by subprocesses (Dask workers, CLI runs).
+    """
+    import os
+
+    from evoemotion.signing import KEY_FILE_ENV
+
+    path = tmp_path_factory.mktemp("key") / "checkpoint.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("ab" * 32 + "\n")
+    previous = os.environ.get(KEY_FILE_ENV)
+    os.environ[KEY_FILE_ENV] = str(path)
+    yield path
+    if previous is None:
+        del os.environ[KEY_FILE_ENV]
+    else:
+        os.environ[KEY_FILE_ENV] = previous
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,14 @@ can learn to hit at 32 px on the CPU.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from evoemotion.archives import make_archive_spec
 from evoemotion.cgen import (
     ACTIVATIONS,
     Architecture,
@@ -29,6 +32,7 @@ from evoemotion.cgen import (
     train,
 )
 from evoemotion.cgen import network as network_module
+from evoemotion.cgen.curriculum import TargetSampler
 from evoemotion.cli import main
 from evoemotion.emotion import build_model, save_model
 from evoemotion.errors import CheckpointError, ConfigError
@@ -136,6 +140,41 @@ def test_encode_maps_scale_to_unit_interval_and_classes_to_one_hot(classifier):
     torch.testing.assert_close(one_hot, torch.tensor([[0.0, 0, 1], [1, 0, 0]]))
 
 
+def test_target_sampler_aims_at_seen_cells_and_their_neighbours_unhit_first():
+    space = TargetSpace("va", ("valence", "arousal"), ((1.0, 9.0), (1.0, 9.0)))
+    sampler = TargetSampler(space, bins=8, explore=0.0)
+    rng = torch.Generator().manual_seed(0)
+    assert sampler.sample(4000, rng).min() < 1.5  # nothing seen yet: uniform over the scale
+    # Images aimed at (2, 2) and (8, 8) both landed near (5, 5): only cell (4, 4) is seen.
+    sampler.update(torch.tensor([[2.0, 2.0], [8.0, 8.0]]), torch.tensor([[5.2, 5.2]] * 2))
+    targets = sampler.sample(4000, rng)
+    assert targets.min() >= 4.0 and targets.max() <= 7.0  # cells 3..5 of 8 per axis
+    cells = sampler.cell_of(targets)
+    assert set(cells.tolist()) == {8 * i + j for i in (3, 4, 5) for j in (3, 4, 5)}
+    # The centre cell is now hit by the images aimed at it: drawn less than its neighbours.
+    for _ in range(2):  # running hit rate 0.75: weight 1 - 0.8 * 0.75 = 0.4 of a neighbour's
+        sampler.update(torch.tensor([[5.5, 5.5]] * 4), torch.tensor([[5.4, 5.6]] * 4))
+    counts = torch.bincount(sampler.cell_of(sampler.sample(9000, rng)), minlength=64)
+    assert counts[8 * 4 + 4] < 0.6 * counts[8 * 4 + 5]
+    assert 0 < sampler.reached() < 1
+    # With explore = 1 the map is ignored; the state round-trips.
+    assert TargetSampler(space, bins=8, explore=1.0).sample(4000, rng).min() < 1.5
+    copy = TargetSampler(space, bins=8, explore=0.0)
+    copy.load_state_dict(sampler.state_dict())
+    torch.testing.assert_close(copy.weights(), sampler.weights())
+    with pytest.raises(ValueError, match="64 cells, not 100"):
+        TargetSampler(space, bins=10, explore=0.0).load_state_dict(sampler.state_dict())
+
+
+def test_target_sampler_favours_classes_not_yet_reached():
+    space = TargetSpace("categorical", ("a", "b", "c"), ((0.0, 1.0),) * 3)
+    sampler = TargetSampler(space, bins=0, explore=0.0)
+    sampler.update(torch.tensor([0, 0, 1]), torch.tensor([[0.9, 0.05, 0.05]] * 2
+                                                         + [[0.5, 0.3, 0.2]]))
+    counts = torch.bincount(sampler.sample(6000, torch.Generator().manual_seed(1)))
+    assert counts[0] < counts[1] < counts[2]
+
+
 # --- the network -----------------------------------------------------------------------------
 
 
@@ -174,6 +213,25 @@ def test_render_is_tiled_resolution_free_and_seeded(classifier, monkeypatch):
         generator.render([[2, 8], [5, 5]], z, 8)
     with pytest.raises(ConfigError, match="outside"):
         generator.render([[0, 8]], z, 8)
+
+
+def test_condition_table_starts_neutral_and_interpolates_its_nodes(classifier):
+    space = TargetSpace.from_model(classifier, "va")
+    plain = ConditionalGenerator(space, SMALL)
+    tabled = ConditionalGenerator(space, Architecture(hidden=16, depth=3, embed_dim=16,
+                                                      condition_cells=3))
+    z = plain.latents(2, seed=4)
+    np.testing.assert_array_equal(tabled.render([[2, 8], [6, 3]], z, 16),
+                                  plain.render([[2, 8], [6, 3]], z, 16))
+    with torch.no_grad():  # node (valence i, arousal j) of the 3 x 3 table holds 3 i + j
+        tabled.table.table[0, :] = torch.arange(9.0).reshape(3, 3)
+    offsets = tabled.table(space.encode(torch.tensor([[1.0, 1.0], [9.0, 1.0], [5.0, 9.0],
+                                                      [3.0, 5.0]])))[:, 0]
+    torch.testing.assert_close(offsets, torch.tensor([0.0, 6.0, 5.0, 2.5]))
+    assert not np.array_equal(tabled.render([[2, 8]], z[:1], 16), plain.render([[2, 8]], z[:1], 16))
+    categorical = ConditionalGenerator(TargetSpace.from_model(classifier, "categorical"),
+                                       Architecture(hidden=16, depth=3, condition_cells=3))
+    assert categorical.table is None  # one-hot classes already select their own weights
 
 
 def test_bad_architecture_and_training_options_are_config_errors():
@@ -353,11 +411,37 @@ def test_cli_train_resume_sample_evaluate(classifier, tmp_path, capsys):
     assert main(["cgen", "evaluate", str(gen), "--cells", "3", "--latents", "2", "--size", "16",
                  "--score-size", "32", "--json", str(summary), "--csv",
                  str(tmp_path / "eval.csv"), "--device", "cpu"]) == 0
-    import json
-
     result = json.loads(summary.read_text())
     assert result["summary"]["targets"] == 9 and result["archive"]["dims"] == [3, 3]
     assert len((tmp_path / "eval.csv").read_text().splitlines()) == 10
+    assert len(result["targets"]) == 9 and {"distinct_hits", "reached"} <= set(result["targets"][0])
+    out = capsys.readouterr().out
+    assert "on-target images per cell" in out and "reached_distinct" in out
+
+    # --compare: the cells a search run filled, read from its config.json + elites.csv.
+    spec = make_archive_spec("va", class_names=CLASSES, regression_names=["valence", "arousal"],
+                             scales=classifier.scales, cells=3)
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {"run": {"algorithm": "map-elites"}, "archive": spec.to_dict(),
+              "classifiers": [{"source": str(model_path), "identity": classifier.identity}]}
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "elites.csv").write_text("cell,objective\n" + "".join(f"{c},0\n" for c in range(9)))
+    assert main(["cgen", "evaluate", str(gen), "--compare", str(run), "--latents", "2",
+                 "--size", "16", "--score-size", "32", "--json", str(summary),
+                 "--device", "cpu"]) == 0
+    compared = json.loads(summary.read_text())
+    reached = sum(row["reached"] for row in compared["targets"])
+    assert compared["compare"][0]["run_cells"] == 9 and compared["compare"][0]["reached"] == reached
+    assert f"reaches {reached} of its 9 cells" in capsys.readouterr().out
+    config["classifiers"][0]["identity"] = "f" * 64
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["cgen", "evaluate", str(gen), "--compare", str(run)]) == 2
+    assert "was scored by classifier ffffffffffff" in capsys.readouterr().err
+    (run / "elites.csv").unlink()
+    assert main(["cgen", "evaluate", str(gen), "--compare", str(run)]) == 2
+    assert "no elites.csv" in capsys.readouterr().err
+
     (tmp_path / "broken.pt").write_bytes(b"\x00" * 10)
     assert main(["cgen", "evaluate", str(tmp_path / "broken.pt")]) == 2
     assert "broken.pt is not a readable generator checkpoint" in capsys.readouterr().err

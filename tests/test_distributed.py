@@ -172,7 +172,7 @@ def test_cli_runs_on_local_workers_and_on_a_scheduler_give_the_same_archive(
         ("one", ["--workers", "1"]),
         ("two", ["--scheduler", client.scheduler.address]),
     ]:
-        start_run(config, tmp_path / name)
+        start_run(config, tmp_path / name).close()
         assert main(["resume", str(tmp_path / name), "--no-export", *options]) == 0
         assert_same_run(RunFolder.open(tmp_path / name).load_checkpoint(), reference.state)
 
@@ -260,6 +260,7 @@ def test_a_lost_scheduler_stops_the_run_with_a_checkpoint(config, reference, tmp
             cluster.close(timeout=1)
     assert not finished and stop.is_set()
     assert evaluator.lost.startswith(f"lost the Dask scheduler at {cluster.scheduler_address}")
+    run.close()
     resumed = resume_run(tmp_path / "lost")
     assert resumed.state.iteration == 2
     run_iterations(resumed.folder, resumed.state, resumed.evaluator, iterations=3)

@@ -78,7 +78,12 @@ def test_train_evaluate_classify_commands(tmp_path, labelled_csv, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "set test split (3 images)" in out and "valence" in out
+    assert "collected-for category" in out and "balanced accuracy" in out
     assert (tmp_path / "cm" / "confusion_set.png").stat().st_size > 1000
+    assert (tmp_path / "cm" / "confusion_set_category.png").is_file()
+    report = json.loads((tmp_path / "cm" / "classes_set.json").read_text())
+    assert set(report) == {"categorical", "category"}
+    assert sum(c["support"] for c in report["category"]["per_class"].values()) == 3
     assert json.loads((tmp_path / "m.json").read_text())["set"]["n"] == 3
     argv = [
         "classify",

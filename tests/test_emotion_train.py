@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,12 +15,21 @@ from evoemotion.emotion.compare import compare_representations
 from evoemotion.emotion.datasets import load_csv, split_indices
 from evoemotion.emotion.evaluate import (
     categorical_metrics,
+    class_metrics,
     evaluate_rows,
     held_out_rows,
     regression_metrics,
+    save_class_report,
 )
 from evoemotion.emotion.features import VIEWS, extract_features, view_image
-from evoemotion.emotion.train import Rows, TrainConfig, fit_heads, train
+from evoemotion.emotion.train import (
+    Rows,
+    TrainConfig,
+    cross_validate,
+    fit_heads,
+    fold_parts,
+    train,
+)
 from evoemotion.errors import ConfigError
 
 
@@ -72,6 +82,36 @@ def test_categorical_metrics_on_known_inputs():
     assert m["kl"] == pytest.approx(np.mean(kl))
     assert m["confusion"] == [[1, 0, 0], [1, 0, 0], [1, 0, 0]]
     assert m["accuracy_without_neutral"] == pytest.approx(1 / 2)  # b row: a 0.4 beats b 0.35
+
+
+def test_class_balanced_metrics_on_known_inputs(tmp_path):
+    names = ["a", "b", "neutral", "never"]
+    truth = np.array([0, 0, 0, 0, 1, 2, 2])
+    guess = np.array([0, 0, 0, 1, 2, 2, 0])
+    pred = np.full((7, 4), 0.01)
+    pred[np.arange(7), guess] = 0.9
+    pred[4, 1] = 0.5  # b's row: neutral 0.9 > b 0.5, but b wins without neutral
+    m = class_metrics(pred, truth, names)
+    assert m["accuracy"] == pytest.approx(4 / 7)
+    per = m["per_class"]
+    assert per["a"] == pytest.approx({"support": 4, "recall": 0.75, "precision": 0.75, "f1": 0.75})
+    assert per["b"]["recall"] == 0 and per["b"]["precision"] == 0 and per["b"]["f1"] == 0
+    assert per["neutral"]["recall"] == 0.5 and per["neutral"]["precision"] == 0.5
+    assert math.isnan(per["never"]["recall"]) and per["never"]["support"] == 0
+    assert m["balanced_accuracy"] == pytest.approx((0.75 + 0 + 0.5) / 3)  # "never" left out
+    assert m["macro_f1"] == pytest.approx((0.75 + 0 + 0.5) / 3)
+    assert m["confusion"][0] == [3, 1, 0, 0] and m["confusion"][2] == [1, 0, 1, 0]
+    assert m["balanced_accuracy_without_neutral"] == pytest.approx((0.75 + 1.0) / 2)
+    # a classifier that always answers the majority class: accuracy high, balanced low
+    majority = class_metrics(np.tile([0.9, 0.05, 0.05, 0.0], (7, 1)), truth, names)
+    assert majority["accuracy"] == pytest.approx(4 / 7)
+    assert majority["balanced_accuracy"] == pytest.approx(1 / 3)
+    written = save_class_report({"n": 7, "category": m}, tmp_path / "r" / "classes_x")
+    assert [p.name for p in written] == ["classes_x.csv", "classes_x.json"]
+    rows = (tmp_path / "r" / "classes_x.csv").read_text().splitlines()
+    assert rows[0].startswith("view,class,support,recall")
+    assert rows[1].startswith("category,a,4,0.75")
+    assert rows[-1].startswith("category,all,7,,,,0.571429,0.416667")
 
 
 def test_regression_metrics_on_known_inputs():
@@ -137,6 +177,59 @@ def test_training_is_deterministic_and_checks_targets(tmp_path, warm_cool):
         train([no_d], tiny_config(tmp_path, heads=["vad"]))
     with pytest.raises(ConfigError, match="views"):
         train([warm_cool], tiny_config(tmp_path, views=["sideways"]))
+
+
+def test_category_labels_and_balance_train_and_are_recorded(tmp_path, warm_cool):
+    model = train([warm_cool], tiny_config(tmp_path, labels="category", balance="weights"))
+    assert model.metadata["train_config"]["labels"] == "category"
+    assert model.metadata["train_config"]["balance"] == "weights"
+    assert model.metadata["metrics"]["test"]["labels"]["categorical"]["accuracy"] >= 0.75
+    soft_only = warm_cool.subset(range(len(warm_cool)))
+    soft_only.categories = None
+    with pytest.raises(ConfigError, match="dataset labels has classes"):
+        train([soft_only], tiny_config(tmp_path, labels="mixed"))
+
+
+def test_retraining_one_head_from_a_model_keeps_the_rest(tmp_path, warm_cool):
+    base = train([warm_cool], tiny_config(tmp_path, epochs=4))
+    path = save_model(base, tmp_path / "base.pt")
+    config = tiny_config(tmp_path, epochs=4, heads=["categorical"], init=str(path))
+    model = train([warm_cool], replace(config, labels="category", balance="prior"))
+    assert [h.name for h in model.head_specs] == ["categorical", "va"]
+    assert torch.equal(model.feature_mean, base.feature_mean)
+    for key, value in base.heads["va"].state_dict().items():
+        assert torch.equal(model.heads["va"].state_dict()[key], value)
+    assert not torch.equal(
+        model.heads["categorical"].members[0][-1].weight,
+        base.heads["categorical"].members[0][-1].weight,
+    )
+    assert model.metadata["split"] == base.metadata["split"]
+    assert model.metadata["base_model"]["source"] == str(path)
+    test = model.metadata["metrics"]["test"]["labels"]
+    assert test["va_mse"] == pytest.approx(base.metadata["metrics"]["test"]["labels"]["va_mse"])
+    with pytest.raises(ConfigError, match="its split .seed 0.* differs from --seed 3"):
+        train([warm_cool], replace(config, seed=3))
+
+
+def test_cross_validation_folds_cover_train_and_val_only(tmp_path, warm_cool):
+    config = tiny_config(tmp_path, epochs=3, patience=3)
+    rounds = fold_parts([warm_cool], config, 3)
+    split = split_indices(warm_cool, config.seed, config.fractions)
+    tested = np.concatenate([r["labels"]["test"] for r in rounds])
+    assert sorted(tested) == sorted(np.concatenate([split["train"], split["val"]]))
+    assert not set(tested) & set(split["test"])
+    for r in rounds:
+        parts = r["labels"]
+        assert not set(parts["train"]) & (set(parts["val"]) | set(parts["test"]))
+        assert not set(parts["val"]) & set(parts["test"])
+    result = cross_validate([warm_cool], config, folds=3)
+    assert len(result["folds"]) == 3 and result["n_folds"] == 3
+    mean = result["mean"]["test"]["labels"]
+    per_fold = [f["test"]["labels"]["categorical"]["accuracy"] for f in result["folds"]]
+    assert mean["accuracy"] == pytest.approx(np.mean(per_fold))
+    assert "category_balanced_accuracy" in mean and "va_mse" in mean
+    with pytest.raises(ConfigError, match="at least 3 folds"):
+        fold_parts([warm_cool], config, 2)
 
 
 def test_ensemble_members_train_independently(tmp_path, warm_cool):

@@ -418,7 +418,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, classifier_path, algorit
     def finish(run, iterations):
         assert run_iterations(run.folder, run.state, run.evaluator, iterations=iterations,
                               checkpoint_every=1)
-        run.evaluator.close()
+        run.close()
         return run.state
 
     straight = finish(start_run(config, tmp_path / "straight"), 4)
@@ -467,5 +467,7 @@ def test_command_line_runs_and_resumes_nslc(tmp_path, classifier_path, capsys):
     capsys.readouterr()
     bad = ["run", "--algorithm", "novelty", "--behavior", "pixels", "--iterations", "1",
            "--out", str(tmp_path / "bad"), "--classifier", classifier_path, *common]
-    assert main(bad) == 2
-    assert "behavior must be one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:                  # argparse: the choices
+        main(bad)
+    assert stopped.value.code == 2
+    assert "invalid choice: 'pixels'" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from evoemotion.errors import CheckpointError, ConfigError
 from evoemotion.experiment import RunConfig, resume_run, start_run
 from evoemotion.render import render
 from evoemotion.runs import RunFolder, run_iterations, stop_on_signals
+from evoemotion.snapshot import ArchiveSnapshot
+from evoemotion.views.export import export_elites
 
 CLASSES = ["anger", "fear", "joy"]
 
@@ -62,6 +65,7 @@ def test_resumed_run_equals_the_uninterrupted_run(classifier, tmp_path, emitter)
     run_iterations(parted.folder, parted.state, parted.evaluator, iterations=2)
     # Killed after a third iteration whose metrics were written but never checkpointed.
     parted.folder.append_metrics(parted.state.step(parted.evaluator))
+    parted.close()
     resumed = resume_run(tmp_path / "parted")
     assert resumed.state.iteration == 2
     with open(resumed.folder.metrics_path) as fh:
@@ -82,6 +86,7 @@ def test_genome_emitter_runs_resume_identically_too(classifier, tmp_path):
     run_iterations(whole.folder, whole.state, whole.evaluator, iterations=3)
     parted = start_run(config, tmp_path / "parted")
     run_iterations(parted.folder, parted.state, parted.evaluator, iterations=1)
+    parted.close()
     resumed = resume_run(tmp_path / "parted")
     run_iterations(resumed.folder, resumed.state, resumed.evaluator, iterations=3)
     a, b = archive_content(whole.state), archive_content(resumed.state)
@@ -98,6 +103,7 @@ def test_config_records_classifier_hash_versions_and_centroids(classifier, tmp_p
     assert {"torch", "ribs", "numpy", "evoemotion"} <= set(config["versions"])
     assert config["genotype"]["kind"] == "cppn" and config["archive"]["cells"] == 8
     np.testing.assert_array_equal(run.folder.centroids(), run.state.spec.centroids)
+    run.close()
     with pytest.raises(ConfigError, match="already exists"):
         start_run(tiny_config(classifier), tmp_path / "run")
 
@@ -105,6 +111,7 @@ def test_config_records_classifier_hash_versions_and_centroids(classifier, tmp_p
 def test_resume_refuses_corrupt_truncated_and_foreign_checkpoints(classifier, tmp_path):
     run = start_run(tiny_config(classifier), tmp_path / "run")
     run_iterations(run.folder, run.state, run.evaluator, iterations=1)
+    run.close()
     path = run.folder.checkpoint_path
     good = path.read_bytes()
     path.write_bytes(good[: len(good) // 2])
@@ -129,6 +136,7 @@ def test_resume_refuses_a_classifier_whose_hash_changed(tmp_path):
     model_path = save_classifier(tmp_path / "model.pt", seed=0)
     run = start_run(tiny_config(model_path), tmp_path / "run")
     run_iterations(run.folder, run.state, run.evaluator, iterations=1)
+    run.close()
     save_classifier(model_path, seed=1)
     with pytest.raises(CheckpointError, match="has changed since the run started"):
         resume_run(run.folder.path)
@@ -147,9 +155,12 @@ def test_a_signal_stops_the_run_after_a_checkpoint(classifier, tmp_path):
 
 
 def test_export_writes_every_elite_as_png_genome_and_csv_row(classifier, tmp_path):
-    run = start_run(tiny_config(classifier, iterations=2), tmp_path / "run")
+    preset = tmp_path / "mine.toml"
+    preset.write_text((Path(__file__).parents[1] / "genotypes" / "cppn.toml").read_text())
+    run = start_run(tiny_config(classifier, iterations=2, genotype=str(preset)),
+                    tmp_path / "run")
     run_iterations(run.folder, run.state, run.evaluator, iterations=2)
-    count = run.folder.export_elites(run.state, size=24)
+    count = export_elites(run.folder, ArchiveSnapshot.of(run.state), size=24)
     assert count == len(run.state.archive) >= 1
     with open(run.folder.elites_csv) as fh:
         rows = list(csv.DictReader(fh))
@@ -164,6 +175,12 @@ def test_export_writes_every_elite_as_png_genome_and_csv_row(classifier, tmp_pat
     data = run.state.archive.data()
     stored = data["solution"][list(data["index"]).index(index)]
     np.testing.assert_array_equal(genome, stored)
+    # The genome file carries its preset: it renders after the preset file is gone.
+    preset.unlink()
+    poster = tmp_path / "again.png"
+    assert main(["render", str(run.folder.path / row["genome"]), "--size", "24",
+                 "-o", str(poster)]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(poster)), png)
 
 
 def test_cli_run_and_resume_write_a_complete_run_folder(classifier, tmp_path, capsys):

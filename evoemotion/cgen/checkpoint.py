@@ -28,9 +28,8 @@ from evoemotion.atomic import atomic_write
 from evoemotion.cgen.config import Architecture
 from evoemotion.cgen.network import ConditionalGenerator
 from evoemotion.cgen.targets import TargetSpace
-from evoemotion.emotion.model import load_torch_checkpoint
+from evoemotion.emotion.model import classifier_record, load_torch_checkpoint
 from evoemotion.errors import CheckpointError, EvoEmotionError
-from evoemotion.experiment import classifier_record
 
 #: Marker of an evoemotion generator checkpoint, and the layout version written.
 CHECKPOINT_FORMAT = "evoemotion-cgen"
@@ -45,7 +44,7 @@ class GeneratorCheckpoint:
         path: Where it was read from.
         generator: The generator, in eval mode, on the requested device.
         classifier: Description of the classifier it was trained against, as a run records
-            it (:func:`evoemotion.experiment.classifier_record`: ``source``, ``identity``,
+            it (:func:`evoemotion.emotion.model.classifier_record`: ``source``, ``identity``,
             ``outputs``, ``backbone``).
         training: Trainer state (``Trainer.state_dict()``) or ``None`` for a bare generator.
     """

@@ -13,6 +13,14 @@ from typing import Any
 from evoemotion.errors import ConfigError
 from evoemotion.render.ops import ACTIVATIONS as CPPN_ACTIVATIONS
 
+#: Choices of :attr:`TrainConfig.fit_loss` and :attr:`TrainConfig.diversity_space`.
+FIT_LOSSES = ("mse", "distance")
+DIVERSITY_SPACES = ("pixels", "embedding")
+
+#: What training options absent from an older checkpoint's training state meant then
+#: (uniform targets, squared error, pixel diversity), so that it resumes as it started.
+_LEGACY_TRAINING = {"reach_bins": 0, "fit_loss": "mse", "diversity_space": "pixels"}
+
 
 def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
     unknown = sorted(set(data) - {f.name for f in fields(cls)})
@@ -40,6 +48,9 @@ class Architecture:
             the units of each layer are split evenly among them.
         coord_scale: Standard deviation of the initial coordinate weights (higher: finer
             initial patterns).
+        condition_cells: Nodes per dimension of a learned, interpolated embedding offset
+            over a va/vad target space (:class:`~evoemotion.cgen.network.ConditionTable`);
+            0: the condition reaches the network through the MLP only.
         seed: Seeds the initial weights.
 
     Raises:
@@ -52,6 +63,7 @@ class Architecture:
     embed_dim: int = 32
     activations: tuple[str, ...] = ("sin", "tanh", "gauss", "identity")
     coord_scale: float = 2.0
+    condition_cells: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -71,6 +83,7 @@ class Architecture:
                 "depth": self.depth >= 1,
                 "embed_dim": self.embed_dim >= 1,
                 "coord_scale": self.coord_scale > 0 and math.isfinite(self.coord_scale),
+                "condition_cells": self.condition_cells == 0 or self.condition_cells >= 2,
             },
         )
 
@@ -105,6 +118,17 @@ class TrainConfig:
             ``evoemotion run`` renders).
         classifier_size: Side the classifier sees (0: its native input size; default 128,
             as ``evoemotion run`` scores).
+        reach_bins: Cells per dimension of the map of reachable targets that training
+            targets are drawn from (:class:`~evoemotion.cgen.curriculum.TargetSampler`);
+            0 draws every target uniformly over the scale.
+        explore: Share of targets drawn uniformly even with a reachability map.
+        fit_loss: ``"mse"``: squared error per target (far targets dominate);
+            ``"distance"``: Euclidean distance per target (every target pulls equally,
+            and the pull stays on as an image nears its target). Regression only.
+        diversity_space: Where the mode-seeking term measures how different two images
+            of one target are: ``"pixels"`` (mean absolute difference) or ``"embedding"``
+            (cosine distance of the classifier's embeddings: different to the classifier,
+            not only in colour).
         seed: Seeds targets, latents and crops.
 
     Raises:
@@ -119,9 +143,19 @@ class TrainConfig:
     crop_min: float = 0.6
     train_size: int = 64
     classifier_size: int = 128
+    reach_bins: int = 0
+    explore: float = 0.1
+    fit_loss: str = "mse"
+    diversity_space: str = "pixels"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for name, choices in (("fit_loss", FIT_LOSSES), ("diversity_space", DIVERSITY_SPACES)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(
+                    f"training option {name}={getattr(self, name)!r} is not one of "
+                    f"{', '.join(choices)}"
+                )
         _check(
             self,
             "training",
@@ -135,6 +169,8 @@ class TrainConfig:
                 "crop_min": 0 < self.crop_min <= 1,
                 "train_size": self.train_size >= 8,
                 "classifier_size": self.classifier_size == 0 or self.classifier_size >= 8,
+                "reach_bins": self.reach_bins == 0 or self.reach_bins >= 2,
+                "explore": 0 <= self.explore <= 1,
             },
         )
 
@@ -145,7 +181,7 @@ class TrainConfig:
         Raises:
             ConfigError: an unknown field or a bad value.
         """
-        return _from_dict(cls, data, "training")
+        return _from_dict(cls, {**_LEGACY_TRAINING, **data}, "training")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""

@@ -13,6 +13,8 @@ For every target, several latents are rendered to uint8 images and scored by the
 * ``reached``: the fraction of targets for which at least one image lands within the
   tolerance — by default, inside the target's own archive cell (``categorical``: target
   probability >= tolerance, default 0.5); ``hit_rate``: the same per image;
+  ``reached_distinct``: the fraction with at least 4 (or all, if fewer latents) mutually
+  distinct images on target (embedding cosine distance >= :data:`DISTINCT_COSINE`);
 * ``coverage``: the fraction of archive cells that hold at least one generated image,
   whatever its target (what an archive filled with these images would cover).
 """
@@ -35,6 +37,12 @@ CHUNK_IMAGES = 64
 #: Default tolerance of the categorical kind: target-class probability at least this.
 CATEGORICAL_TOLERANCE = 0.5
 
+#: Two images are distinct when their embeddings' cosine distance is at least this.
+DISTINCT_COSINE = 0.05
+
+#: Distinct on-target images a target needs to count in ``reached_distinct``.
+DISTINCT_IMAGES = 4
+
 
 @dataclass
 class Evaluation:
@@ -49,6 +57,8 @@ class Evaluation:
         hits: ``(T, n)`` whether each image is within the tolerance of its target.
         diversity_pixels: ``(T,)`` mean pairwise L1 pixel distance among a target's images.
         diversity_embedding: ``(T,)`` mean pairwise cosine distance of their embeddings.
+        embedding_distances: ``(T, n, n)`` pairwise cosine distances of the embeddings of
+            each target's images.
         cells: ``(T,)`` archive cell of each target (regression; ``None`` otherwise).
         sample_cells: ``(T, n)`` archive cell of each image's prediction (regression; as in
             the archive, values beyond the range fall in the edge cells; -1: not finite).
@@ -64,6 +74,7 @@ class Evaluation:
     hits: np.ndarray
     diversity_pixels: np.ndarray
     diversity_embedding: np.ndarray
+    embedding_distances: np.ndarray
     cells: np.ndarray | None = None
     sample_cells: np.ndarray | None = None
     n_cells: int = 0
@@ -74,6 +85,22 @@ class Evaluation:
     def reached(self) -> np.ndarray:
         """``(T,)`` whether any image of each target is within the tolerance."""
         return self.hits.any(axis=1)
+
+    @property
+    def distinct_hits(self) -> np.ndarray:
+        """``(T,)`` how many mutually distinct images of each target are on target.
+
+        Images count as distinct when the cosine distance of their embeddings is at least
+        :data:`DISTINCT_COSINE`; the count is greedy, in latent order, over the hits.
+        """
+        counts = np.zeros(len(self.targets), dtype=np.int64)
+        for t in range(len(self.targets)):
+            kept: list[int] = []
+            for i in np.flatnonzero(self.hits[t]):
+                if all(self.embedding_distances[t, i, j] >= DISTINCT_COSINE for j in kept):
+                    kept.append(int(i))
+            counts[t] = len(kept)
+        return counts
 
     def errors(self) -> np.ndarray:
         """``(T, n, dims)`` absolute errors (regression) or ``(T, n)`` 1 - p(target)."""
@@ -104,6 +131,9 @@ class Evaluation:
                 {f"mae_{name}": float(errors[..., i].mean()) for i, name in enumerate(self.names)}
             )
         out["reached"] = float(self.reached.mean())
+        out["reached_distinct"] = float(
+            (self.distinct_hits >= min(DISTINCT_IMAGES, self.hits.shape[1])).mean()
+        )
         out["hit_rate"] = float(self.hits.mean())
         out["diversity_pixels"] = float(self.diversity_pixels.mean())
         out["diversity_embedding"] = float(self.diversity_embedding.mean())
@@ -114,7 +144,7 @@ class Evaluation:
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per target (for a CSV): target, cell, error, hits, diversity."""
-        errors = self.errors()
+        errors, distinct = self.errors(), self.distinct_hits
         rows = []
         for t in range(len(self.targets)):
             if self.kind == "categorical":
@@ -131,6 +161,7 @@ class Evaluation:
                 row["mae"] = float(errors[t].mean())
             row.update(
                 hits=int(self.hits[t].sum()),
+                distinct_hits=int(distinct[t]),
                 reached=bool(self.reached[t]),
                 diversity_pixels=float(self.diversity_pixels[t]),
                 diversity_embedding=float(self.diversity_embedding[t]),
@@ -139,17 +170,17 @@ class Evaluation:
         return rows
 
 
-def _pairwise_means(images: np.ndarray, embeddings: np.ndarray) -> tuple[float, float]:
-    """Mean pairwise L1 pixel distance and cosine embedding distance of one target's set."""
+def _pairwise(images: np.ndarray, embeddings: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean pairwise L1 pixel distance of one target's images, and the (n, n) cosine
+    distances of their embeddings."""
     n = len(images)
+    unit = torch.nn.functional.normalize(torch.from_numpy(embeddings).float(), dim=1)
+    cosine = (1.0 - unit @ unit.T).clamp_(min=0.0).fill_diagonal_(0.0)
     if n < 2:
-        return 0.0, 0.0
+        return 0.0, cosine.numpy()
     flat = torch.from_numpy(images.reshape(n, -1)).float() / 255.0
     pixels = torch.cdist(flat, flat, p=1) / flat.shape[1]
-    unit = torch.nn.functional.normalize(torch.from_numpy(embeddings).float(), dim=1)
-    cosine = 1.0 - unit @ unit.T
-    pairs = n * (n - 1)
-    return float(pixels.sum() / pairs), float(cosine.sum() / pairs)
+    return float(pixels.sum() / (n * (n - 1))), cosine.numpy()
 
 
 def evaluate(
@@ -161,6 +192,7 @@ def evaluate(
     size: int = 64,
     tolerance: float | None = None,
     seed: int = 0,
+    spec: Any = None,
     callback: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
     """Render every archive-cell target with several latents and score the images.
@@ -177,6 +209,9 @@ def evaluate(
             as a hit; ``None`` = the image lands inside the target's archive cell.
             Categorical: smallest target-class probability (default 0.5).
         seed: Seeds the latents.
+        spec: The :class:`~evoemotion.archives.ArchiveSpec` whose cells are the targets
+            (e.g. a run's, to compare with it cell for cell); default the ``va``/``vad``
+            archive of ``cells`` bins per axis. Its kind must be the generator's.
         callback: Called as ``callback(done, total)`` after each scored chunk (images).
 
     Returns:
@@ -192,7 +227,13 @@ def evaluate(
         raise ConfigError(f"evaluation needs latents >= 1 and size >= 8, got {latents}, {size}")
     if tolerance is not None and not (np.isfinite(tolerance) and tolerance >= 0):
         raise ConfigError(f"--tolerance must be a non-negative number, got {tolerance}")
-    archive = spec = None
+    archive = None
+    if spec is not None and (spec.kind != space.kind or cells is not None):
+        raise ConfigError(
+            f"a {spec.kind} archive cannot set the targets of a {space.kind} generator"
+            if spec.kind != space.kind
+            else "give the archive spec or --cells, not both"
+        )
     if space.categorical:
         if cells is not None:
             raise ConfigError(
@@ -202,7 +243,7 @@ def evaluate(
         targets = space.grid(0)
         tolerance = CATEGORICAL_TOLERANCE if tolerance is None else tolerance
     else:
-        spec = make_archive_spec(
+        spec = spec or make_archive_spec(
             space.kind,
             class_names=scorer.class_names,
             regression_names=scorer.regression_names,
@@ -215,7 +256,8 @@ def evaluate(
     z = generator.latents(len(targets) * latents, seed).reshape(len(targets), latents, -1)
     width = len(space.names) if not space.categorical else len(scorer.class_names)
     predictions = np.empty((len(targets), latents, width))
-    diversity = np.empty((2, len(targets)))
+    pixel_diversity = np.empty(len(targets))
+    distances = np.empty((len(targets), latents, latents))
     per_chunk = max(1, CHUNK_IMAGES // latents)
     for start in range(0, len(targets), per_chunk):
         chunk = slice(start, min(start + per_chunk, len(targets)))
@@ -227,7 +269,7 @@ def evaluate(
         predictions[chunk] = values.reshape(-1, latents, width)
         for i, t in enumerate(range(chunk.start, chunk.stop)):
             block = slice(i * latents, (i + 1) * latents)
-            diversity[:, t] = _pairwise_means(images[block], out["embedding"][block])
+            pixel_diversity[t], distances[t] = _pairwise(images[block], out["embedding"][block])
         if callback is not None:
             callback(chunk.stop * latents, len(targets) * latents)
     result = Evaluation(
@@ -236,8 +278,9 @@ def evaluate(
         targets=targets,
         predictions=predictions,
         hits=np.zeros((len(targets), latents), bool),
-        diversity_pixels=diversity[0],
-        diversity_embedding=diversity[1],
+        diversity_pixels=pixel_diversity,
+        diversity_embedding=distances.sum(axis=(1, 2)) / max(1, latents * (latents - 1)),
+        embedding_distances=distances,
         tolerance=tolerance,
         archive=spec.to_dict() if spec else None,
     )

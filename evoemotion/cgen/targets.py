@@ -242,7 +242,10 @@ class TargetSpace:
         """
         if self.categorical:
             return torch.randint(len(self.names), (n,), generator=generator)
-        unit = torch.rand((n, len(self.names)), generator=generator)
+        return self.from_unit(torch.rand((n, len(self.names)), generator=generator))
+
+    def from_unit(self, unit: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`normalise`: [0, 1] per dimension to the classifier's scale."""
         low, high = self._bounds(unit)
         return low + unit * (high - low)
 

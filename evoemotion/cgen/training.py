@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from evoemotion.cgen.config import TrainConfig
+from evoemotion.cgen.curriculum import TargetSampler
 from evoemotion.cgen.network import ConditionalGenerator
 from evoemotion.errors import CheckpointError, ConfigError
 
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 
 #: Floor of the image/latent distance ratio in the mode-seeking term (bounds it by 1/eps).
 _RATIO_EPS = 0.01
+
+#: Added under the square root of the distance loss (keeps its gradient finite at 0).
+_DISTANCE_EPS = 1e-6
 
 
 class Trainer:
@@ -70,6 +74,11 @@ class Trainer:
         self.config = config
         self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=config.lr)
         self.rng = torch.Generator().manual_seed(config.seed)
+        self.sampler = TargetSampler(
+            generator.space,
+            bins=config.reach_bins or 2,
+            explore=config.explore if config.reach_bins else 1.0,
+        )
         self.step = 0
         self.total_steps = 0
         self.history: list[dict[str, float]] = []
@@ -103,24 +112,29 @@ class Trainer:
 
         Returns:
             ``"log_probs"`` (N, K) for a categorical space (log of the crop-mean
-            probabilities), else ``"values"`` (N, dims) on the classifier's scale.
+            probabilities), else ``"values"`` (N, dims) on the classifier's scale; and
+            ``"embedding"`` (N, D), the crop-mean pooled embedding.
         """
         space = self.generator.space
         outputs = [
             self.model(self.model.preprocess(view, self.classifier_size))
             for view in self._crops(images)
         ]
+        embedding = torch.stack([out["embedding"] for out in outputs]).mean(dim=0)
         if space.categorical:
             log_probs = torch.stack([F.log_softmax(out["logits"], dim=-1) for out in outputs])
-            return {"log_probs": torch.logsumexp(log_probs, dim=0) - math.log(len(outputs))}
+            return {
+                "log_probs": torch.logsumexp(log_probs, dim=0) - math.log(len(outputs)),
+                "embedding": embedding,
+            }
         values = torch.stack(
             [torch.stack([out[name] for name in space.names], dim=-1) for out in outputs]
         )
-        return {"values": values.mean(dim=0)}
+        return {"values": values.mean(dim=0), "embedding": embedding}
 
     def losses(
         self, targets: torch.Tensor, z: torch.Tensor, images: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         """Total loss and its parts for images drawn as mode-seeking pairs.
 
         Args:
@@ -129,49 +143,64 @@ class Trainer:
             images: ``(2B, 3, H, W)`` generated images.
 
         Returns:
-            The loss to minimise and a metrics dict: ``loss``, ``fit``, ``diversity`` (mean
-            absolute pixel difference within pairs) and ``error`` (mean absolute target error
-            on the classifier's scale) or ``target_prob`` (categorical).
+            The loss to minimise; a metrics dict: ``loss``, ``fit``, ``diversity`` (mean
+            absolute pixel difference within pairs), ``diversity_embedding`` (mean cosine
+            distance of their embeddings) and ``error`` (mean absolute target error on the
+            classifier's scale) or ``target_prob`` (categorical); and the detached
+            predictions (values, or class probabilities for a categorical space).
         """
         space = self.generator.space
         prediction = self.predict(images)
         if space.categorical:
             fit = F.nll_loss(prediction["log_probs"], targets)
-            picked = prediction["log_probs"].detach().gather(1, targets[:, None]).exp()
+            predicted = prediction["log_probs"].detach().exp()
+            picked = predicted.gather(1, targets[:, None])
             metrics = {"target_prob": float(picked.mean())}
         else:
-            values = prediction["values"]
-            fit = F.mse_loss(space.normalise(values), space.normalise(targets))
-            metrics = {"error": float((values.detach() - targets).abs().mean())}
+            predicted = prediction["values"].detach()
+            gap = space.normalise(prediction["values"]) - space.normalise(targets)
+            if self.config.fit_loss == "distance":
+                fit = (gap.square().sum(dim=1) + _DISTANCE_EPS).sqrt().mean()
+            else:
+                fit = gap.square().mean()
+            metrics = {"error": float((predicted - targets).abs().mean())}
         half = len(images) // 2
-        d_image = (images[:half] - images[half:]).abs().mean(dim=(1, 2, 3))
+        d_pixels = (images[:half] - images[half:]).abs().mean(dim=(1, 2, 3))
+        embedding = prediction["embedding"]
+        d_embedding = 1.0 - F.cosine_similarity(embedding[:half], embedding[half:], dim=1)
+        d_image = d_embedding if self.config.diversity_space == "embedding" else d_pixels
         d_latent = (z[:half] - z[half:]).abs().mean(dim=1)
         diversity = (1.0 / (d_image / d_latent + _RATIO_EPS)).mean()
         loss = fit + self.config.diversity_weight * diversity
         metrics.update(
             loss=float(loss.detach()),
             fit=float(fit.detach()),
-            diversity=float(d_image.detach().mean()),
+            diversity=float(d_pixels.detach().mean()),
+            diversity_embedding=float(d_embedding.detach().mean()),
         )
-        return loss, metrics
+        return loss, metrics, predicted
 
     def train_step(self) -> dict[str, float]:
-        """One optimisation step on a fresh batch of random targets and latent pairs.
+        """One optimisation step on a fresh batch of targets and latent pairs.
+
+        Targets come from the :class:`~evoemotion.cgen.curriculum.TargetSampler`, which
+        then records where the batch's images landed.
 
         Returns:
             The step's metrics (also appended to :attr:`history`), with ``step`` added.
         """
         batch = self.config.batch_size
-        targets = self.generator.space.sample(batch, self.rng)
+        targets = self.sampler.sample(batch, self.rng)
         targets = torch.cat([targets, targets]).to(self.device)
         z = self.generator.latents(2 * batch, self.rng)
         images = self.generator(targets, z, self.config.train_size)
-        loss, metrics = self.losses(targets, z, images)
+        loss, metrics, predicted = self.losses(targets, z, images)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.generator.parameters(), self.config.grad_clip)
         self.optimizer.step()
+        self.sampler.update(targets, predicted)
         self.step += 1
         metrics["step"] = self.step
         self.history.append(metrics)
@@ -186,6 +215,7 @@ class Trainer:
             "rng": self.rng.get_state(),
             "history": list(self.history),
             "config": self.config.to_dict(),
+            "sampler": self.sampler.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -201,6 +231,8 @@ class Trainer:
         self.step = int(state["step"])
         self.total_steps = int(state["total_steps"])
         self.history = list(state["history"])
+        if "sampler" in state:
+            self.sampler.load_state_dict(state["sampler"])
 
 
 def train(

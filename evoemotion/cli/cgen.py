@@ -8,7 +8,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from evoemotion.cgen.config import Architecture, TrainConfig
+from evoemotion.cgen.config import DIVERSITY_SPACES, FIT_LOSSES, Architecture, TrainConfig
+from evoemotion.cli.options import add_classifier, add_device, add_seed, add_size
 
 #: Option names fixed when training starts (``--resume`` takes them from the checkpoint);
 #: ``seed`` belongs to both (it seeds the initial weights and the training draws).
@@ -45,11 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help="torch device: auto (CUDA when present), cpu, cuda, cuda:INDEX (default: %(default)s)",
-    )
+    add_device(parser, what="torch device")
 
 
 def _register_train(commands: argparse._SubParsersAction) -> None:
@@ -63,10 +60,8 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         "Training and architecture options are fixed at the start: on --resume they come "
         "from the checkpoint.",
     )
-    train.add_argument(
-        "--classifier",
-        default=None,
-        metavar="CKPT",
+    add_classifier(
+        train,
         help="classifier checkpoint or 'default' (default: default, or the "
         "recorded one on --resume)",
     )
@@ -147,18 +142,49 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         default=None,
         help=f"side in px of the images drawn while training (default: {t.train_size})",
     )
-    opts.add_argument(
+    add_size(
+        opts,
         "--classifier-size",
-        type=int,
+        what="what the classifier sees while training",
         default=None,
-        help="side in px the classifier sees while training; 0 = its native "
-        f"input size (default: {t.classifier_size}, as evoemotion run scores)",
+        native=0,
+        shown=f"{t.classifier_size}, as evoemotion run scores",
     )
     opts.add_argument(
-        "--seed",
+        "--reach-bins",
         type=int,
         default=None,
-        help=f"seed of the initial weights, targets, latents and crops (default: {t.seed})",
+        metavar="B",
+        help="cells per axis of the map of reachable targets: targets are drawn from cells "
+        "the classifier's ratings have reached and their neighbours, favouring those the "
+        f"generator does not hit yet; 0 = uniform targets (default: {t.reach_bins})",
+    )
+    opts.add_argument(
+        "--explore",
+        type=float,
+        default=None,
+        help="share of targets drawn uniformly over the scale despite the map "
+        f"(default: {t.explore})",
+    )
+    opts.add_argument(
+        "--fit-loss",
+        choices=FIT_LOSSES,
+        default=None,
+        help="va/vad error per target: mse = squared, distance = Euclidean (every target "
+        f"pulls equally) (default: {t.fit_loss})",
+    )
+    opts.add_argument(
+        "--diversity-space",
+        choices=DIVERSITY_SPACES,
+        default=None,
+        help="where the mode-seeking term measures the difference of two images: pixels, "
+        f"or the classifier's embedding (default: {t.diversity_space})",
+    )
+    add_seed(
+        opts,
+        what="seed of the initial weights, targets, latents and crops",
+        default=None,
+        shown=t.seed,
     )
     arch = train.add_argument_group("architecture (fixed at the start)")
     arch.add_argument(
@@ -176,6 +202,15 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help=f"width of the per-image embedding of (z, condition) (default: {a.embed_dim})",
+    )
+    arch.add_argument(
+        "--condition-cells",
+        type=int,
+        default=None,
+        metavar="N",
+        help="va/vad: N nodes per axis of a learned embedding offset, interpolated over the "
+        "target space, giving each region parameters of its own; 0 = none "
+        f"(default: {a.condition_cells})",
     )
     arch.add_argument(
         "--activations",
@@ -222,12 +257,8 @@ def _register_sample(commands: argparse._SubParsersAction) -> None:
         default=1,
         help="images for --target, one latent each (default: %(default)s)",
     )
-    sample.add_argument(
-        "--size", type=int, default=256, help="side in px of each image (default: %(default)s)"
-    )
-    sample.add_argument(
-        "--seed", type=int, default=0, help="seed of the latents (default: %(default)s)"
-    )
+    add_size(sample, what="each image", default=256)
+    add_seed(sample, what="seed of the latents")
     sample.add_argument(
         "--vary-latent", action="store_true", help="va/vad grid: a different latent in every cell"
     )
@@ -255,10 +286,8 @@ def _register_evaluate(commands: argparse._SubParsersAction) -> None:
         "archive coverage of the generated images.",
     )
     evaluate.add_argument("generator", type=Path, metavar="GEN.pt", help="generator checkpoint")
-    evaluate.add_argument(
-        "--classifier",
-        default=None,
-        metavar="CKPT",
+    add_classifier(
+        evaluate,
         help="classifier checkpoint (default: the one recorded in GEN.pt; it "
         "must be the one the generator was trained against)",
     )
@@ -271,11 +300,8 @@ def _register_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--latents", type=int, default=4, help="images per target (default: %(default)s)"
     )
-    evaluate.add_argument(
-        "--size",
-        type=int,
-        default=64,
-        help="side in px of the rendered images (default: %(default)s, as evoemotion run renders)",
+    add_size(
+        evaluate, what="the rendered images", default=64, shown="64, as evoemotion run renders"
     )
     evaluate.add_argument(
         "--tolerance",
@@ -291,15 +317,24 @@ def _register_evaluate(commands: argparse._SubParsersAction) -> None:
         default=1,
         help="deterministic crops averaged by the scorer, 1-10 (default: %(default)s)",
     )
-    evaluate.add_argument(
+    add_size(
+        evaluate,
         "--score-size",
-        type=int,
+        what="what the classifier sees",
         default=128,
-        help="side in px the classifier sees; 0 = its native input size "
-        "(default: %(default)s, as evoemotion run scores)",
+        native=None,
+        shown="128, as evoemotion run scores",
     )
+    add_seed(evaluate, what="seed of the latents")
     evaluate.add_argument(
-        "--seed", type=int, default=0, help="seed of the latents (default: %(default)s)"
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="RUN_FOLDER",
+        help="a va/vad search run folder (MAP-Elites, DQD, ...): evaluate on its archive grid "
+        "and report the share of the cells it filled that the generator reaches on target; "
+        "reads config.json and elites.csv only (repeatable)",
     )
     evaluate.add_argument(
         "--csv", type=Path, default=None, help="write one row per target to this CSV file"
@@ -497,11 +532,25 @@ def evaluate_command(args: argparse.Namespace) -> int:
     """Handle ``evoemotion cgen evaluate``."""
     from evoemotion.atomic import atomic_write
     from evoemotion.cgen import evaluate, load_generator
+    from evoemotion.cgen.comparison import compare_with_run, read_run_cells
     from evoemotion.emotion import load_model
+    from evoemotion.errors import ConfigError
     from evoemotion.scoring import Scorer, resolve_device
 
+    runs = [read_run_cells(folder) for folder in args.compare]
+    if runs and args.cells is not None:
+        raise ConfigError("--compare evaluates on the run's own grid: drop --cells")
+    specs = {json.dumps(run.spec.to_dict(), sort_keys=True): run.spec for run in runs}
+    if len(specs) > 1:
+        raise ConfigError("the --compare runs have different archive grids; compare one at a time")
     device = resolve_device(args.device)
     checkpoint = load_generator(args.generator, device=device)
+    for run in runs:
+        if run.classifier != checkpoint.classifier["identity"]:
+            raise ConfigError(
+                f"{run.path} was scored by classifier {run.classifier[:12]}, the generator "
+                f"trained against {checkpoint.classifier['identity'][:12]}: cells differ"
+            )
     source = args.classifier or checkpoint.classifier["source"]
     model = load_model(source, device=device)
     checkpoint.check_classifier(model)
@@ -515,22 +564,28 @@ def evaluate_command(args: argparse.Namespace) -> int:
             size=args.size,
             tolerance=args.tolerance,
             seed=args.seed,
+            spec=next(iter(specs.values()), None),
             callback=progress,
         )
     summary = result.summary()
-    width = max(len(name) for name in summary)
+    rows = result.rows()
+    comparisons = [compare_with_run(result, run) for run in runs]
     print(f"{args.generator} ({result.kind}, {checkpoint.steps} steps) against {source}:")
+    _print_cells(result, rows)
+    width = max(len(name) for name in summary)
     for name, value in summary.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"  {name:<{width}}  {shown}")
+    for c in comparisons:
         print(
-            f"  {name:<{width}}  {value:.4f}"
-            if isinstance(value, float)
-            else f"  {name:<{width}}  {value}"
+            f"  vs {c['algorithm']} run {c['run']}: reaches {c['reached']} of its "
+            f"{c['run_cells']} cells on target ({c['share']:.1%}); images in "
+            f"{c['covered']} of them; {c['generator_only']} reached cells it did not fill"
         )
     if args.csv is not None:
         import csv
         import io
 
-        rows = result.rows()
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -540,17 +595,40 @@ def evaluate_command(args: argparse.Namespace) -> int:
         print(f"wrote {args.csv}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(
-            args.json,
-            json.dumps(
-                {
-                    "generator": str(args.generator),
-                    "classifier": source,
-                    "summary": summary,
-                    "archive": result.archive,
-                },
-                indent=2,
-            ).encode(),
-        )
+        document = {
+            "generator": str(args.generator),
+            "classifier": source,
+            "summary": summary,
+            "archive": result.archive,
+            "compare": comparisons,
+            "targets": rows,
+        }
+        atomic_write(args.json, json.dumps(document, indent=2).encode())
         print(f"wrote {args.json}")
     return 0
+
+
+def _print_cells(result: Any, rows: list[dict[str, Any]]) -> None:
+    """Per target: a map of on-target images over a va grid, or a table per class."""
+    latents = result.hits.shape[1]
+    if result.kind == "categorical":
+        print(f"  {'emotion':<12} p(target)  max p  hits/{latents}  distinct  emb.div")
+        for row, probs in zip(rows, result.predictions, strict=True):
+            best = probs[:, result.names.index(row["target"])].max()
+            print(
+                f"  {row['target']:<12} {row['target_prob']:9.3f}  {best:5.3f}  "
+                f"{row['hits']:>6}  {row['distinct_hits']:>8}  {row['diversity_embedding']:7.3f}"
+            )
+        return
+    if result.kind != "va":
+        print("  (per-cell rows: --csv)")
+        return
+    columns, rows_count = result.archive["dims"]
+    hits = result.hits.sum(axis=1).reshape(columns, rows_count)
+    (vlo, vhi), (alo, ahi) = result.archive["ranges"]
+    print(
+        f"  on-target images per cell (of {latents}; '.' = none): valence {vlo:g}..{vhi:g} "
+        f"left to right, arousal {ahi:g}..{alo:g} top to bottom"
+    )
+    for a in reversed(range(rows_count)):
+        print("    " + " ".join(str(int(h)) if h else "." for h in hits[:, a]))

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from evoemotion.cli.options import add_classifier, add_device, add_seed, add_size, size_or_native
+
 #: Datasets used when a command is given no ``--dataset``.
 DEFAULT_DATASETS = ["emotion6", "oasis"]
 
@@ -75,6 +77,30 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         help=f"backbone weights: imagenet, none, or a state_dict file {from_defaults}",
     )
     parser.add_argument(
+        "--labels",
+        choices=("soft", "category", "mixed"),
+        default="soft",
+        help="categorical targets: soft = the raters' label distributions; category = the "
+        "class each image was collected for (Emotion6: its keyword folder, neutral where the "
+        "raters' top label is neutral; folder:/csv: datasets: their labels); mixed = "
+        f"(1 - MIX) * soft + MIX * category {from_defaults}",
+    )
+    parser.add_argument(
+        "--mix",
+        type=float,
+        default=0.5,
+        help=f"share of the category in --labels mixed targets {from_defaults}",
+    )
+    parser.add_argument(
+        "--balance",
+        choices=("none", "weights", "prior"),
+        default="none",
+        help="class balance of the categorical loss: weights = each class's target mass "
+        "weighted by 1 / (K * its training prior); prior = logit adjustment (trained through "
+        "logits + log prior, predicting with the logits alone) "
+        f"{from_defaults}",
+    )
+    parser.add_argument(
         "--hidden", type=int, default=128, help=f"head hidden width, 0 = linear {from_defaults}"
     )
     parser.add_argument("--dropout", type=float, default=0.5, help=f"head dropout {from_defaults}")
@@ -92,7 +118,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--size",
-        type=int,
+        type=size_or_native(None),
         default=None,
         help="input side in px to train at; it becomes the model's input size (default: the "
         "backbone's native size)",
@@ -122,9 +148,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=512, help=f"head minibatch size {from_defaults}"
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help=f"split and training seed {from_defaults}"
-    )
+    add_seed(parser, what="split and training seed")
     parser.add_argument(
         "--split",
         default="0.7,0.1,0.2",
@@ -139,7 +163,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--finetune-lr", type=float, default=1e-4, help=f"backbone learning rate {from_defaults}"
     )
-    parser.add_argument("--device", default="auto", help=f"torch device {from_defaults}")
+    add_device(parser, what="torch device")
     parser.add_argument(
         "--bf16", action="store_true", help="bfloat16 autocast for feature extraction (faster)"
     )
@@ -169,28 +193,65 @@ def register(subparsers) -> None:
     )
     _add_training_options(p)
     _add_data_options(p, "default: emotion6 and oasis")
-    p.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
+    p.add_argument(
+        "--from",
+        dest="init",
+        default=None,
+        metavar="MODEL",
+        help="start from a trained model (file or 'default'): keep its backbone, feature "
+        "standardisation and the heads not named by --head, and train only the --head heads "
+        "on the same split (datasets not given keep their records)",
+    )
+    p.add_argument(
+        "--cv",
+        type=int,
+        default=None,
+        metavar="K",
+        help="instead of training one model, cross-validate the recipe in K folds over the "
+        "training + validation images (fold k scored, fold k+1 for early stopping; the test "
+        "split is never used): prints mean metrics and writes every fold's to --out (JSON)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="checkpoint file to write (.pt); with --cv the JSON of fold metrics",
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the test split's confusion matrices (PNG, one per label view) and "
+        "per-class metrics (classes_DATASET.csv / .json) into DIR",
+    )
     p.set_defaults(handler=run_train)
 
     p = subparsers.add_parser(
         "evaluate",
         help="evaluate a model on the test split of datasets",
         description="Evaluate a model on the test split saved in it (a dataset it never saw "
-        "is evaluated whole). Categorical: accuracy, top-2, mean KL, confusion matrix; "
-        "regression: MSE, MAE, Pearson r, CCC.",
+        "is evaluated whole). Categorical: accuracy, top-2, mean KL, and on two label views "
+        "(the raters' top label; the category each image was collected for, where the "
+        "dataset knows it) per-class recall, precision and F1, balanced accuracy, macro-F1 "
+        "and the confusion matrix; regression: MSE, MAE, Pearson r, CCC.",
     )
     p.add_argument("model", help="checkpoint file or 'default'")
     _add_data_options(p, "default: the datasets the model was trained on")
-    p.add_argument("--size", type=int, default=None, help="input side in px (default: model's)")
-    p.add_argument("--device", default="auto", help="torch device (default: %(default)s)")
+    add_size(p, what="the model's input", default=None, native=None)
+    add_device(p, what="torch device")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the backbone")
     p.add_argument("--cache-dir", default=None, help="feature cache folder (default: the usual)")
     p.add_argument(
+        "--report",
         "--confusion",
+        dest="report",
         type=Path,
         default=None,
         metavar="DIR",
-        help="write confusion-matrix PNGs (one per dataset) into DIR",
+        help="write confusion-matrix PNGs (per dataset and label view: top rater label, "
+        "collected-for category) and the per-class recall, precision and F1 with balanced "
+        "accuracy and macro-F1 (classes_DATASET.csv / .json) into DIR",
     )
     p.add_argument("--json", type=Path, default=None, help="also write all metrics to a JSON file")
     p.set_defaults(handler=run_evaluate)
@@ -201,9 +262,11 @@ def register(subparsers) -> None:
         description="Score image files with an emotion model.",
     )
     p.add_argument("images", nargs="+", type=Path, help="image files")
-    p.add_argument("--model", default="default", help="checkpoint file (default: %(default)s)")
-    p.add_argument("--size", type=int, default=None, help="input side in px (default: model's)")
-    p.add_argument("--device", default="auto", help="torch device (default: %(default)s)")
+    add_classifier(
+        p, dest="model", default="default", help="classifier checkpoint (default: default)"
+    )
+    add_size(p, what="the model's input", default=None, native=None)
+    add_device(p, what="torch device")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.set_defaults(handler=run_classify)
 
@@ -276,6 +339,9 @@ def _config(args, heads: list[str]):
         backbone=args.backbone,
         weights=args.weights,
         heads=heads,
+        labels=args.labels,
+        mix=args.mix,
+        balance=args.balance,
         hidden=args.hidden,
         dropout=args.dropout,
         members=args.members,
@@ -296,13 +362,16 @@ def _config(args, heads: list[str]):
         device=args.device,
         autocast=args.bf16,
         cache_dir="" if args.no_cache else args.cache_dir,
+        init=getattr(args, "init", None),
     )
     config.validate()  # before the datasets are read and checked
     return config
 
 
 def _format_metrics(name: str, metrics: dict) -> list[str]:
-    """Readable lines of one dataset's metrics."""
+    """Readable lines of one dataset's metrics, with a per-class table of both label views."""
+    from evoemotion.emotion.evaluate import LABEL_VIEWS
+
     lines = [f"{name} ({metrics['n']} images)"]
     cat = metrics.get("categorical")
     if cat:
@@ -315,6 +384,29 @@ def _format_metrics(name: str, metrics: dict) -> list[str]:
             f"  categorical  accuracy {cat['accuracy']:.3f}  top-2 {cat['top2']:.3f}  "
             f"KL {cat['kl']:.3f}{extra}"
         )
+    views = {v: metrics[v] for v in LABEL_VIEWS if v in metrics}
+    for view, m in views.items():
+        extra = (
+            f"  balanced without neutral {m['balanced_accuracy_without_neutral']:.3f}"
+            if "balanced_accuracy_without_neutral" in m
+            else ""
+        )
+        lines.append(
+            f"  {LABEL_VIEWS[view]:<22}  accuracy {m['accuracy']:.3f}  balanced accuracy "
+            f"{m['balanced_accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}{extra}"
+        )
+    if views:
+        header = "".join(f"  | {LABEL_VIEWS[v]:<26}" for v in views)
+        lines.append(f"  {'class':<10}{header}")
+        lines.append(f"  {'':<10}" + "  |   n  recall  prec.    F1 " * len(views))
+        for cls in next(iter(views.values()))["per_class"]:
+            cells = "".join(
+                "  | {support:>4} {recall:>7.3f} {precision:>6.3f} {f1:>6.3f} ".format(
+                    **m["per_class"][cls]
+                )
+                for m in views.values()
+            )
+            lines.append(f"  {cls:<10}{cells}")
     for dim in ("valence", "arousal", "dominance"):
         if dim in metrics:
             m = metrics[dim]
@@ -325,6 +417,28 @@ def _format_metrics(name: str, metrics: dict) -> list[str]:
     if "va_mse" in metrics:
         lines.append(f"  VA MSE (mean of valence and arousal) {metrics['va_mse']:.3f}")
     return lines
+
+
+def _save_report(metrics: dict, name: str, folder: Path, class_names: list[str], title: str):
+    """Write one dataset's confusion-matrix PNGs and per-class CSV/JSON; return the paths."""
+    from evoemotion.emotion.evaluate import save_class_report, save_confusion_png
+
+    paths = []
+    for view, suffix, ylabel in (
+        ("categorical", "", "top rater label"),
+        ("category", "_category", "collected-for category"),
+    ):
+        if view in metrics:
+            paths.append(
+                save_confusion_png(
+                    metrics[view]["confusion"],
+                    class_names,
+                    folder / f"confusion_{name}{suffix}.png",
+                    title=title,
+                    ylabel=ylabel,
+                )
+            )
+    return paths + save_class_report(metrics, folder / f"classes_{name}")
 
 
 def run_train(args) -> int:
@@ -338,19 +452,44 @@ def run_train(args) -> int:
     specs = args.dataset or DEFAULT_DATASETS
     datasets = _load_datasets(args, specs)
     bars = StageBars()
+    if args.cv:
+        return _run_cv(datasets, config, args.cv, args.out, bars)
     model = train(datasets, config, specs=specs, progress=bars)
     bars.close()
     path = save_model(model.cpu(), args.out)
     for name, metrics in model.metadata["metrics"]["test"].items():
         print("\n".join(_format_metrics(f"test split of {name}", metrics)))
+        if args.report:
+            title = f"test split of {name}: {args.out.name}"
+            for written in _save_report(metrics, name, args.report, model.class_names, title):
+                print(f"  wrote {written}")
     print(f"wrote {path} (sha256 {model.identity[:16]})")
+    return 0
+
+
+def _run_cv(datasets: list, config, folds: int, out: Path, bars: StageBars) -> int:
+    """Cross-validate a recipe, print the mean of each summary metric, write the JSON."""
+    from evoemotion.atomic import atomic_write
+    from evoemotion.emotion.train import cross_validate, summary_metrics
+
+    result = cross_validate(datasets, config, folds, progress=bars)
+    bars.close()
+    for key, per_data in result["mean"].items():
+        for name, summary in per_data.items():
+            print(f"{folds}-fold cross-validation, {name}, {key} (mean over folds):")
+            rounds = [summary_metrics(r[key][name]) for r in result["folds"]]
+            for metric, value in summary.items():
+                folds_text = " ".join(f"{r[metric]:.3f}" for r in rounds)
+                print(f"  {metric:<45} {value:7.3f}   folds: {folds_text}")
+    atomic_write(out, json.dumps(result, indent=2).encode())
+    print(f"wrote {out}")
     return 0
 
 
 def run_evaluate(args) -> int:
     """Handler of ``evoemotion evaluate``."""
     from evoemotion.emotion import load_model
-    from evoemotion.emotion.evaluate import evaluate_rows, held_out_rows, save_confusion_png
+    from evoemotion.emotion.evaluate import evaluate_rows, held_out_rows
 
     _threads(args)
     model = load_model(args.model, device=args.device)
@@ -372,14 +511,12 @@ def run_evaluate(args) -> int:
         )
         bars.close()
         print("\n".join(_format_metrics(label, results[data.name])))
-        if args.confusion and "categorical" in results[data.name]:
-            png = save_confusion_png(
-                results[data.name]["categorical"]["confusion"],
-                model.class_names,
-                args.confusion / f"confusion_{data.name}.png",
-                title=f"{label}: {Path(str(args.model)).name}",
-            )
-            print(f"  confusion matrix: {png}")
+        if args.report:
+            title = f"{label}: {Path(str(args.model)).name}"
+            for written in _save_report(
+                results[data.name], data.name, args.report, model.class_names, title
+            ):
+                print(f"  wrote {written}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -13,14 +13,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from evoemotion.cli.options import add_seed, add_size, positive_int
 from evoemotion.errors import ConfigError
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,13 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "-n",
         "--count",
-        type=_positive,
+        type=positive_int,
         default=16,
         help="with --random: how many genomes (default 16)",
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="with --random: seed of the random genomes (default 0)"
-    )
+    add_seed(parser, what="with --random: seed of the random genomes")
     parser.add_argument(
         "--cell",
         action="append",
@@ -67,17 +59,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--top",
-        type=_positive,
+        type=positive_int,
         default=None,
         metavar="K",
         help="with a run folder: render the K elites of highest objective",
     )
-    parser.add_argument(
-        "--size",
-        type=_positive,
+    add_size(
+        parser,
+        what="each image",
         default=None,
-        help="side of each image in pixels (default 512 for one genome, "
-        "128 per grid cell, 2048 for run-folder posters)",
+        shown="512 for one genome, 128 per grid cell, 2048 for run-folder posters",
     )
     parser.add_argument(
         "-o",
@@ -89,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--columns",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="grid: images per row (default about square)",
     )

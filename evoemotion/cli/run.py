@@ -1,14 +1,28 @@
-"""Commands ``run`` (start a MAP-Elites, novelty-search or baseline run) and ``resume``
-(continue one)."""
+"""Commands ``run`` (start a MAP-Elites, novelty-search or baseline run), ``resume``
+(continue one) and ``snapshot`` (write the data snapshot of an old run folder)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+from evoemotion.choices import (
+    BEHAVIORS,
+    EMITTERS,
+    MAP_ELITES_DEFAULTS,
+    NOVELTY_DEFAULTS,
+    NOVELTY_POLICIES,
+)
+from evoemotion.cli.options import (
+    add_classifier,
+    add_device,
+    add_seed,
+    add_size,
+    positive_int,
+)
 
 if TYPE_CHECKING:
     from evoemotion.experiment import Run
@@ -16,7 +30,7 @@ if TYPE_CHECKING:
 
 
 def _int_or_none(text: str) -> int | None:
-    return None if text.lower() in ("none", "native") else int(text)
+    return None if text.lower() == "none" else int(text)
 
 
 def _measures(text: str) -> list[str]:
@@ -44,8 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--genotype",
-        default=d.genotype,
-        help="genotype preset name (cppn, sims, cppn-neat ...) or TOML file (default: %(default)s)",
+        default=None,
+        help="genotype preset name (cppn, sims, cppn-neat ...) or TOML file "
+        f"(default: {d.genotype})",
     )
     run.add_argument(
         "--archive",
@@ -90,6 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--emitter",
         default=None,
+        choices=EMITTERS,
         help="MAP-Elites emitter: cma-me, iso-line, gaussian (flat-vector "
         "genotypes) or genome (the genotype's own mutation/crossover); default "
         "iso-line for cppn, genome otherwise",
@@ -97,20 +113,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--emitters",
         type=int,
-        default=4,
+        default=MAP_ELITES_DEFAULTS["emitters"],
         help="number of emitter instances sharing the batch (default: %(default)s)",
     )
     run.add_argument(
         "--sigma",
         type=float,
-        default=0.2,
+        default=MAP_ELITES_DEFAULTS["sigma"],
         help="emitter step size: CMA-ES sigma0, Gaussian sigma, iso-line iso sigma "
         "(default: %(default)s)",
     )
     run.add_argument(
         "--line-sigma",
         type=float,
-        default=0.2,
+        default=MAP_ELITES_DEFAULTS["line_sigma"],
         help="iso-line emitter's line sigma (default: %(default)s)",
     )
     run.add_argument(
@@ -123,11 +139,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_novelty_options(run)
     _add_dqd_options(run)
-    run.add_argument(
-        "--classifier",
-        action="append",
-        default=None,
-        metavar="CKPT",
+    add_classifier(
+        run,
+        repeat=True,
         help="classifier checkpoint or 'default'; repeat for an ensemble (mean "
         "output, disagreement recorded) (default: default)",
     )
@@ -156,20 +170,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="genomes rendered/scored at a time; the next chunk renders while "
         "this one is scored (default: %(default)s)",
     )
-    run.add_argument(
-        "--render-size",
-        type=int,
-        default=d.render_size,
-        help="side of the rendered images in px (default: %(default)s)",
+    add_size(run, "--render-size", what="the rendered images", default=d.render_size)
+    add_size(
+        run, "--score-size", what="what the classifier sees", default=d.score_size, native=None
     )
-    run.add_argument(
-        "--score-size",
-        type=_int_or_none,
-        default=d.score_size,
-        metavar="PX|native",
-        help="side the classifier sees; 'native' = its own input size (default: %(default)s)",
-    )
-    run.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
+    add_seed(run, default=d.seed)
     run.add_argument(
         "--out",
         default=None,
@@ -189,13 +194,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="K",
         help="checkpoint every K iterations; 0 = only at the end (default: %(default)s)",
     )
+    add_size(run, "--export-size", what="the exported elite PNGs", default=d.export_size)
     run.add_argument(
-        "--export-size",
-        type=int,
-        default=d.export_size,
-        help="side of the exported elite PNGs (default: %(default)s)",
+        "--continue-from",
+        default=None,
+        metavar="RUN",
+        help="fill the new run's archive with the elites of another run folder, read from "
+        "its data snapshot (archive.npz; its pickle is never opened); the genotype and "
+        "archive come from RUN, emitters and novelty population start afresh, and "
+        "config.json records where the elites came from",
     )
     _add_device_and_export(run, d.device)
+    _add_key_file(run)
     _add_cluster_options(run)
     run.set_defaults(handler=run_command)
 
@@ -213,28 +223,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="total iterations the run should reach (default: the run's own)",
     )
     _add_device_and_export(resume, None)
+    _add_trust(resume)
+    _add_key_file(resume)
     _add_cluster_options(resume)
     resume.set_defaults(handler=resume_command)
 
+    snapshot = subparsers.add_parser(
+        "snapshot",
+        help="write the data snapshot (archive.npz) of a run folder made before snapshots",
+        description="Read a run folder's checkpoint and write its archive as plain data "
+        "(archive.npz), which plot, gallery, analyze, render RUN and run --continue-from "
+        "read. Runs write it by themselves beside every checkpoint; this is for folders "
+        "made by older versions. It loads the pickled checkpoint: run it only on folders "
+        "you trust.",
+    )
+    snapshot.add_argument("folder", help="the run folder (runs/NAME)")
+    _add_trust(snapshot)
+    _add_key_file(snapshot)
+    snapshot.set_defaults(handler=snapshot_command)
+
+
+def _add_trust(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="load the checkpoint even if it is not signed with your key (made by an older "
+        "evoemotion, by another user or on another machine). A checkpoint is a pickle, "
+        "and loading a pickle runs any code it holds: use this only for folders whose "
+        "author you trust",
+    )
+
+
+def _add_key_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--key-file",
+        default=None,
+        metavar="FILE",
+        help="secret key that signs and checks checkpoints (default: $EVOEMOTION_KEY_FILE, "
+        "else ~/.config/evoemotion/checkpoint.key, created on first use, mode 0600)",
+    )
+
+
+def _key(args: argparse.Namespace):
+    from evoemotion.signing import load_key
+
+    return load_key(args.key_file) if args.key_file else None
+
 
 def _add_device_and_export(parser: argparse.ArgumentParser, device: str | None) -> None:
-    default = "the recorded one" if device is None else device
-    parser.add_argument(
-        "--device",
-        default=device,
-        help=f"scoring device: auto (CUDA when present), cpu, cuda, cuda:INDEX "
-        f"(default: {default})",
-    )
+    add_device(parser, default=device)
     parser.add_argument(
         "--no-export", action="store_true", help="do not write elites/ and elites.csv at the end"
     )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _scheduler_address(text: str) -> str:
@@ -253,7 +293,7 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     ).add_mutually_exclusive_group()
     group.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="render and score on N local Dask worker processes",
@@ -272,7 +312,8 @@ def _add_novelty_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("novelty search (--algorithm novelty or nslc)")
     group.add_argument(
         "--behavior",
-        default="measures",
+        default=NOVELTY_DEFAULTS["behavior"],
+        choices=BEHAVIORS,
         help="behaviour descriptor: measures = the archive's measures, probs = "
         "class probabilities, vad = valence/arousal/dominance, embedding = the "
         "classifier's penultimate layer (default: %(default)s)",
@@ -281,7 +322,7 @@ def _add_novelty_options(parser: argparse.ArgumentParser) -> None:
         "-k",
         "--neighbors",
         type=int,
-        default=15,
+        default=NOVELTY_DEFAULTS["k"],
         help="nearest neighbours for novelty and local competition (default: %(default)s)",
     )
     group.add_argument(
@@ -293,7 +334,8 @@ def _add_novelty_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--novelty-archive",
-        default="threshold",
+        default=NOVELTY_DEFAULTS["novelty_policy"],
+        choices=NOVELTY_POLICIES,
         help="novelty-archive add policy: threshold = add offspring at least as "
         "novel as an adaptive threshold, random = add each with probability "
         "--novelty-add-prob (default: %(default)s)",
@@ -307,24 +349,22 @@ def _add_novelty_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--novelty-add-prob",
         type=float,
-        default=0.05,
+        default=NOVELTY_DEFAULTS["novelty_add_prob"],
         metavar="P",
         help="add probability of --novelty-archive random (default: %(default)s)",
     )
     group.add_argument(
         "--novelty-cap",
         type=_int_or_none,
-        default=2000,
+        default=NOVELTY_DEFAULTS["novelty_cap"],
         metavar="N|none",
         help="novelty-archive size cap, oldest entries dropped first (default: %(default)s)",
     )
 
 
 def _add_dqd_options(parser: argparse.ArgumentParser) -> None:
-    from evoemotion.pipeline import RENDERERS
-    from evoemotion.search.dqd import DQD_EMITTERS, GRADIENT_OPTIMIZERS, DqdSearch
+    from evoemotion.choices import DQD_DEFAULTS, DQD_EMITTERS, GRADIENT_OPTIMIZERS, RENDERERS
 
-    defaults = inspect.signature(DqdSearch).parameters
     group = parser.add_argument_group(
         "differentiable QD (--algorithm dqd; flat CPPN genotypes such as cppn and cppn-hsv; "
         "objective confidence (the default with dqd) or none; not with --workers)"
@@ -332,36 +372,27 @@ def _add_dqd_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--dqd-emitter",
         choices=DQD_EMITTERS,
-        default=defaults["emitter"].default,
+        default=DQD_DEFAULTS["emitter"],
         help="cma-mega = CMA-ES over gradient coefficients (2-stage improvement ranking); "
         "cma-maega = the same with CMA-MAE's archive learning rate; omg-mega = archive "
         "elites stepped along random gradient combinations (default: %(default)s). "
         "--emitters sets how many (per-class: at least one per class)",
     )
-    group.add_argument(
-        "--dqd-sigma",
-        type=float,
-        default=defaults["sigma"].default,
-        help="CMA-MEGA's initial coefficient step sigma0, OMG-MEGA's sigma_g, on unit-length "
-        "gradients (default: %(default)s)",
+    numbers = (
+        ("--dqd-sigma", "sigma", "CMA-MEGA's initial coefficient step sigma0, OMG-MEGA's "
+         "sigma_g, on unit-length gradients"),
+        ("--dqd-lr", "lr", "learning rate of the CMA-MEGA solution point"),
+        ("--archive-lr", "archive_lr", "CMA-MAEGA's archive learning rate in (0, 1]"),
     )
-    group.add_argument(
-        "--dqd-lr",
-        type=float,
-        default=defaults["lr"].default,
-        help="learning rate of the CMA-MEGA solution point (default: %(default)s)",
-    )
+    for flag, key, text in numbers:
+        group.add_argument(
+            flag, type=float, default=DQD_DEFAULTS[key], help=f"{text} (default: %(default)s)"
+        )
     group.add_argument(
         "--dqd-optimizer",
         choices=GRADIENT_OPTIMIZERS,
-        default=defaults["optimizer"].default,
+        default=DQD_DEFAULTS["optimizer"],
         help="optimiser of the CMA-MEGA solution point (default: %(default)s)",
-    )
-    group.add_argument(
-        "--archive-lr",
-        type=float,
-        default=defaults["archive_lr"].default,
-        help="CMA-MAEGA's archive learning rate in (0, 1] (default: %(default)s)",
     )
     parser.add_argument(
         "--renderer",
@@ -424,12 +455,24 @@ def run_command(args: argparse.Namespace) -> int:
     Returns:
         0 when the run finished, 130 when a signal stopped it (checkpoint saved).
     """
+    from evoemotion.errors import ConfigError
     from evoemotion.experiment import RunConfig, start_run
 
+    if args.continue_from is not None:
+        given = [
+            f"--{name}"
+            for name in ("genotype", "archive", "measures", "cells", "objective")
+            if getattr(args, name) is not None
+        ]
+        if given:
+            raise ConfigError(
+                f"--continue-from {args.continue_from} takes the genotype and archive of that "
+                f"run: drop {', '.join(given)}"
+            )
     _check_dqd_cluster(args.algorithm, args)
     dqd_objective = "confidence" if args.algorithm == "dqd" else None
     config = RunConfig(
-        genotype=args.genotype,
+        genotype=args.genotype or RunConfig.genotype,
         archive=args.archive or ("measures" if args.measures else RunConfig.archive),
         algorithm=args.algorithm,
         objective=args.objective or dqd_objective,
@@ -449,9 +492,10 @@ def run_command(args: argparse.Namespace) -> int:
         export_size=args.export_size,
         renderer=args.renderer,
         options=_algorithm_options(args),
+        continue_from=args.continue_from,
     )
     print("evoemotion run: loading the genotype and classifier, building the archive ...")
-    run = start_run(config, args.out)
+    run = start_run(config, args.out, key=_key(args))
     print(f"evoemotion run: writing to {run.folder.path}")
     return _drive(run, config.iterations, args)
 
@@ -467,12 +511,39 @@ def resume_command(args: argparse.Namespace) -> int:
     """
     from evoemotion.experiment import resume_run
 
-    run = resume_run(args.folder, device=args.device)
+    run = resume_run(args.folder, device=args.device, trust=args.trust, key=_key(args))
     iterations = run.config.iterations if args.iterations is None else args.iterations
+    if iterations <= run.state.iteration:
+        run.close()
+        print(
+            f"evoemotion resume: {run.folder.path} is already at iteration "
+            f"{run.state.iteration} (asked for {iterations}); nothing was run. Give "
+            "--iterations above that to continue"
+        )
+        return 0
     print(
         f"evoemotion resume: {run.folder.path} at iteration {run.state.iteration} of {iterations}"
     )
     return _drive(run, iterations, args)
+
+
+def snapshot_command(args: argparse.Namespace) -> int:
+    """Handle ``evoemotion snapshot``: write a run folder's ``archive.npz``.
+
+    Args:
+        args: The parsed ``snapshot`` options.
+
+    Returns:
+        0.
+    """
+    from evoemotion.experiment import snapshot_run
+
+    snapshot = snapshot_run(args.folder, trust=args.trust, key=_key(args))
+    print(
+        f"evoemotion snapshot: wrote {len(snapshot)} elites at iteration "
+        f"{snapshot.iteration} to {args.folder}/archive.npz"
+    )
+    return 0
 
 
 @contextlib.contextmanager
@@ -495,6 +566,28 @@ def _evaluator(
 
 
 def _drive(run: Run, iterations: int, args: argparse.Namespace) -> int:
+    """Step the run, export the elites at the end, then release the run folder.
+
+    An OS error while writing (no space, no permission ...) becomes one line naming the
+    file, the last intact checkpoint and the command that resumes.
+    """
+    from evoemotion.errors import EvoEmotionError, WriteError
+
+    with run:
+        try:
+            return _step_and_export(run, iterations, args)
+        except WriteError as err:
+            done = run.folder.checkpoint_iteration
+            kept = (
+                "no checkpoint was written"
+                if done is None
+                else f"the last checkpoint (iteration {done}) is intact; free the space or fix "
+                f"the permission, then continue with: evoemotion resume {run.folder.path}"
+            )
+            raise EvoEmotionError(f"{err}; {kept}") from err
+
+
+def _step_and_export(run: Run, iterations: int, args: argparse.Namespace) -> int:
     """Step the run with a progress bar, checkpointing; export the elites at the end."""
     from tqdm import tqdm
 
@@ -523,7 +616,7 @@ def _drive(run: Run, iterations: int, args: argparse.Namespace) -> int:
         )
         bar.update(1)
 
-    with stop_on_signals() as stop, _evaluator(run, args, stop) as evaluator:
+    with bar, stop_on_signals() as stop, _evaluator(run, args, stop) as evaluator:
         finished = run_iterations(
             run.folder,
             state,
@@ -533,7 +626,6 @@ def _drive(run: Run, iterations: int, args: argparse.Namespace) -> int:
             stop=stop,
             callback=show,
         )
-    bar.close()
     if getattr(evaluator, "lost", None):
         raise EvoEmotionError(
             f"{evaluator.lost}; checkpoint saved at iteration "
@@ -547,10 +639,16 @@ def _drive(run: Run, iterations: int, args: argparse.Namespace) -> int:
         )
         return 130
     if not args.no_export:
-        elites = len(state.archive)
-        with tqdm(total=elites, unit="elite", desc="export", dynamic_ncols=True) as ebar:
-            run.folder.export_elites(
-                state, size=run.config.export_size, progress=lambda done: ebar.update(done - ebar.n)
+        from evoemotion.snapshot import ArchiveSnapshot
+        from evoemotion.views.export import export_elites
+
+        snapshot = ArchiveSnapshot.of(state)
+        with tqdm(total=len(snapshot), unit="elite", desc="export", dynamic_ncols=True) as ebar:
+            export_elites(
+                run.folder,
+                snapshot,
+                size=run.config.export_size,
+                progress=lambda done: ebar.update(done - ebar.n),
             )
     last = state.metrics[-1] if state.metrics else None
     summary = (

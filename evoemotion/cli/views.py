@@ -1,7 +1,8 @@
 """Commands ``plot``, ``analyze`` and ``gallery`` on run folders; ``render RUN`` posters.
 
-All of them read the run's latest checkpoint, so they work on a half-finished run. A
-checkpoint is a pickle, and a pickle is code: only open run folders you trust.
+All of them read the run's latest data snapshot (``archive.npz``, written beside every
+checkpoint), never the pickled checkpoint: they work on a half-finished run and are safe
+on run folders from anyone.
 """
 
 from __future__ import annotations
@@ -9,14 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from evoemotion.cli.options import add_device, add_size, positive_int
+
 FORMAT_HELP = "figure format: png, svg or pdf (default: %(default)s)"
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plot = subparsers.add_parser(
         "plot",
         help="draw a run's elites as mosaics, its objective heatmap and metric curves",
-        description="Draw the elites of each run's latest checkpoint as an image mosaic laid "
+        description="Draw the elites of each run's latest snapshot as an image mosaic laid "
         "out like the archive (va/measures: one grid; vad: one grid per dominance slice; "
         "categorical: one row per emotion with its top-k elites; per-class: one column per "
         "emotion), the objective heatmap (ribs.visualize), and QD score / coverage / best "
@@ -48,13 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plot.add_argument("--format", default="png", choices=["png", "svg", "pdf"], help=FORMAT_HELP)
     plot.add_argument(
         "--top-k",
-        type=_positive,
+        type=positive_int,
         default=8,
         help="categorical mosaics: elites shown per emotion (default: %(default)s)",
     )
     plot.add_argument(
         "--thumb-size",
-        type=_positive,
+        type=positive_int,
         default=96,
         help="side of the mosaic thumbnails in pixels (default: %(default)s)",
     )
@@ -79,12 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "that re-scores the elites; its agreement per emotion / axis "
         "separates patterns from fooling artefacts",
     )
-    analyze.add_argument(
-        "--size",
-        type=_positive,
-        default=128,
-        help="side in pixels of the renders the features are measured on (default: %(default)s)",
-    )
+    add_size(analyze, what="the renders the features are measured on", default=128)
     analyze.add_argument(
         "-o",
         "--out",
@@ -94,12 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="output folder (default: RUN/analysis)",
     )
     analyze.add_argument("--format", default="png", choices=["png", "svg", "pdf"], help=FORMAT_HELP)
-    analyze.add_argument(
-        "--device",
-        default="auto",
-        help="device of the --confirm classifier: auto, cpu, cuda, "
-        "cuda:INDEX (default: %(default)s)",
-    )
+    add_device(analyze, what="device of the --confirm classifier")
     analyze.set_defaults(handler=analyze_command)
 
     gallery = subparsers.add_parser(
@@ -119,12 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="output folder (default: RUN/gallery)",
     )
-    gallery.add_argument(
-        "--size",
-        type=_positive,
-        default=384,
-        help="side of the large elite images in pixels (default: %(default)s)",
-    )
+    add_size(gallery, what="the large elite images", default=384)
     gallery.set_defaults(handler=gallery_command)
 
 

@@ -1,6 +1,6 @@
 """Emotion models: ImageNet backbones with categorical / valence-arousal(-dominance) heads.
 
-The public surface (Contract B) is :class:`EmotionModel`, :func:`build_model`,
+The public surface is :class:`EmotionModel`, :func:`build_model`,
 :func:`save_model` and :func:`load_model`; ``load_model("default")`` gives the bundled
 EfficientNet-Lite0 model trained on Emotion6 and OASIS (see ``default/MODEL_CARD.md``).
 Datasets, lexicon, training and evaluation live in their own modules of this package.

@@ -58,6 +58,9 @@ class EmotionData:
             where unknown.
         strata: ``(N,)`` ints that splits keep balanced (argmax class or a category).
         notes: How labels were derived (rescaling, lexicon coverage ...).
+        categories: ``(N,)`` index into ``class_names`` of the class each image was collected
+            for (a folder or a label column), -1 where unknown; ``None`` when the dataset has
+            no such labels (only rater distributions, or no classes).
     """
 
     name: str
@@ -68,6 +71,7 @@ class EmotionData:
     values: dict[str, np.ndarray]
     strata: np.ndarray
     notes: list[str] = field(default_factory=list)
+    categories: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -98,6 +102,7 @@ class EmotionData:
             values={k: v[index] for k, v in self.values.items()},
             strata=self.strata[index],
             notes=list(self.notes),
+            categories=None if self.categories is None else self.categories[index],
         )
 
 
@@ -138,7 +143,9 @@ def load_emotion6(root: str | Path | None = None) -> EmotionData:
         root: The ``emotion6`` folder; default ``data_root() / "emotion6"``.
 
     Returns:
-        1,980 rows with 7-class distributions and valence/arousal (1-9).
+        1,980 rows with 7-class distributions and valence/arousal (1-9). Each image's
+        category is the keyword folder it was collected for, except ``neutral`` where the
+        raters' top label is neutral (no folder is neutral).
 
     Raises:
         DataError: missing or malformed label file.
@@ -161,6 +168,13 @@ def load_emotion6(root: str | Path | None = None) -> EmotionData:
     probs_arr /= probs_arr.sum(axis=1, keepdims=True)
     vals = _empty_values(len(items))
     vals["valence"], vals["arousal"] = np.asarray(values, dtype=np.float64).T
+    folders = [item.split("/", 1)[0] for item in items]
+    neutral = EMOTION6_CLASSES.index("neutral")
+    categories = np.where(
+        probs_arr.argmax(axis=1) == neutral,
+        neutral,
+        [EMOTION6_CLASSES.index(f) if f in EMOTION6_CLASSES else -1 for f in folders],
+    )
     return EmotionData(
         name="emotion6",
         root=root / "images",
@@ -169,7 +183,11 @@ def load_emotion6(root: str | Path | None = None) -> EmotionData:
         probs=probs_arr,
         values=vals,
         strata=probs_arr.argmax(axis=1),
-        notes=["Emotion6: soft 7-class labels (ground-truth distributions), V/A on 1-9"],
+        notes=[
+            "Emotion6: soft 7-class labels (ground-truth distributions), V/A on 1-9; "
+            "categories: the keyword folder, neutral where the raters' top label is neutral"
+        ],
+        categories=categories,
     )
 
 
@@ -265,6 +283,7 @@ def load_folder(root: str | Path) -> EmotionData:
         values=_empty_values(len(items)),
         strata=labels_arr,
         notes=[f"{root.name}: one-hot labels from {len(classes)} class folders"],
+        categories=labels_arr,
     )
 
 
@@ -323,12 +342,14 @@ def load_csv(path: str | Path, lexicon: Lexicon | None = None) -> EmotionData:
         zip(VALUE_NAMES, np.asarray(rows, dtype=np.float64).reshape(-1, 3).T, strict=True)
     )
     classes = sorted(set(labels) - {""}) if label_col else []
-    probs, strata = None, np.zeros(len(items), dtype=int)
+    probs, strata, categories = None, np.zeros(len(items), dtype=int), None
     if classes:
-        index = np.array([classes.index(lb) if lb else -1 for lb in labels])
-        probs = np.where((index >= 0)[:, None], np.eye(len(classes))[index], np.nan)
-        strata = index + 1
-    return EmotionData(path.stem, path.parent, items, classes, probs, values, strata, [])
+        categories = np.array([classes.index(lb) if lb else -1 for lb in labels])
+        probs = np.where((categories >= 0)[:, None], np.eye(len(classes))[categories], np.nan)
+        strata = categories + 1
+    return EmotionData(
+        path.stem, path.parent, items, classes, probs, values, strata, [], categories
+    )
 
 
 def load_dataset(spec: str, lexicon: Lexicon | None = None) -> EmotionData:

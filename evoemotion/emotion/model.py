@@ -218,7 +218,7 @@ class Head(nn.Module):
 
 
 class EmotionModel(nn.Module):
-    """Backbone + named heads; predicts emotion from preprocessed images (Contract B).
+    """Backbone + named heads; predicts emotion from preprocessed images.
 
     Args:
         backbone: Module mapping ``(N, 3, S, S)`` to ``(N, D)``.
@@ -471,10 +471,50 @@ def save_model(
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """Map ``"auto"`` to CUDA when available, else CPU; pass other names through."""
-    if str(device) == "auto":
+    """Turn ``auto | cpu | cuda | cuda:i`` into a torch device, checking it exists.
+
+    Args:
+        device: The requested device; ``auto`` is CUDA when present, else CPU.
+
+    Returns:
+        The device.
+
+    Raises:
+        ConfigError: The name is not a device, or names a CUDA device that is absent.
+    """
+    name = str(device)
+    if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"device {name!r} is not auto, cpu, cuda or cuda:INDEX") from err
+    if resolved.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {name!r} is not auto, cpu, cuda or cuda:INDEX")
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0 or (resolved.index or 0) >= count:
+            raise ConfigError(f"device {name!r} is not available ({count} CUDA devices)")
+    return resolved
+
+
+def classifier_record(source: str, model: EmotionModel) -> dict[str, object]:
+    """Describe a loaded classifier for a run's or generator's record (never its weights).
+
+    Args:
+        source: How it was named (``"default"`` or a path).
+        model: The loaded model.
+
+    Returns:
+        Source (absolute path unless ``default``), identity hash, outputs and backbone.
+    """
+    where = source if source == "default" else str(Path(source).expanduser().resolve())
+    return {
+        "source": where,
+        "identity": model.identity,
+        "outputs": model.output_names,
+        "backbone": model.metadata.get("backbone", getattr(model.info, "name", "")),
+    }
 
 
 def load_torch_checkpoint(

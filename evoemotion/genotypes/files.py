@@ -63,12 +63,26 @@ def read_genome(path: str | os.PathLike[str]) -> tuple[Genotype, Any]:
         ConfigError: naming the file, if its preset is invalid or unknown.
     """
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, json.JSONDecodeError) as err:
-        raise GenomeError(f"{path}: cannot read genome file: {err}") from err
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise GenomeError(f"{path}: cannot read genome file ({err.strerror})") from err
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GenomeError(
+            f"{path}: not a genome file (binary data, not UTF-8 JSON text; an image?)"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise GenomeError(
+            f"{path}: not a genome file (not JSON: {err.msg} at line {err.lineno} "
+            f"column {err.colno})"
+        ) from None
     if not isinstance(data, dict):
-        raise GenomeError(f"{path}: a genome file must hold a JSON object")
+        raise GenomeError(
+            f"{path}: a genome file must hold a JSON object, got a JSON {type(data).__name__}"
+        )
     preset = data.get("preset", data.get("genotype"))
     if not isinstance(preset, (dict, str)):
         raise GenomeError(f"{path}: field 'preset' (or 'genotype'): missing or not a preset")
@@ -79,3 +93,6 @@ def read_genome(path: str | os.PathLike[str]) -> tuple[Genotype, Any]:
         raise GenomeError(f"{path}: {err}") from err
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        reason = (str(err).splitlines() or [""])[0][:200]
+        raise GenomeError(f"{path}: malformed genome ({type(err).__name__}: {reason})") from None

@@ -45,7 +45,7 @@ def solution_dim(genotype: Genotype) -> int | tuple[()]:
     """Return the archive ``solution_dim`` for a genotype: its vector length, or ``()``.
 
     Args:
-        genotype: A Contract A genotype.
+        genotype: A :class:`~evoemotion.genotypes.Genotype`.
 
     Returns:
         ``genotype.solution_dim`` for flat-vector kinds, ``()`` for object genomes.

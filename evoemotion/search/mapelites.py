@@ -28,6 +28,7 @@ from ribs.emitters import (
     IsoLineEmitter,
 )
 
+from evoemotion.choices import EMITTERS, MAP_ELITES_DEFAULTS
 from evoemotion.errors import ConfigError
 from evoemotion.search.archive_search import ArchiveSearch, as_solutions, told_rows
 
@@ -35,9 +36,6 @@ if TYPE_CHECKING:
     from evoemotion.archives import ArchiveSpec, Placement
     from evoemotion.genotypes import Genotype
     from evoemotion.scoring import Outputs
-
-#: Names accepted by ``--emitter``; all but ``genome`` need a flat-vector genotype.
-EMITTERS = ("cma-me", "iso-line", "gaussian", "genome")
 
 
 class GenomeEmitter(EmitterBase):
@@ -50,7 +48,7 @@ class GenomeEmitter(EmitterBase):
 
     Args:
         archive: The archive (``solution_dtype=object`` for object genomes).
-        genotype: The Contract A genotype.
+        genotype: The :class:`~evoemotion.genotypes.Genotype`.
         batch_size: Offspring per :meth:`ask`.
         crossover_prob: Probability of crossover per offspring; must be 0 when the
             genotype has no crossover.
@@ -160,9 +158,9 @@ class MapElites(ArchiveSearch):
         batch_size: int,
         seed: int,
         emitter: str | None = None,
-        emitters: int = 4,
-        sigma: float = 0.2,
-        line_sigma: float = 0.2,
+        emitters: int = MAP_ELITES_DEFAULTS["emitters"],
+        sigma: float = MAP_ELITES_DEFAULTS["sigma"],
+        line_sigma: float = MAP_ELITES_DEFAULTS["line_sigma"],
         crossover_prob: float | None = None,
     ) -> None:
         super().__init__(genotype=genotype, spec=spec, batch_size=batch_size, seed=seed)

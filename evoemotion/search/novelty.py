@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from evoemotion.choices import BEHAVIORS, NOVELTY_DEFAULTS
 from evoemotion.errors import ConfigError
 from evoemotion.search.archive_search import ArchiveSearch, as_solutions
 from evoemotion.search.novelty_archive import NoveltyArchive
@@ -38,9 +39,6 @@ if TYPE_CHECKING:
     from evoemotion.genotypes import Genotype
     from evoemotion.pipeline import EvaluatorLike
     from evoemotion.scoring import Outputs
-
-#: Names accepted by ``--behavior``.
-BEHAVIORS = ("measures", "probs", "vad", "embedding")
 
 #: Regression outputs the ``vad`` behaviour is made of, when the classifier has them.
 VAD_NAMES = ("valence", "arousal", "dominance")
@@ -133,13 +131,13 @@ class NoveltySearch(ArchiveSearch):
         spec: ArchiveSpec,
         batch_size: int,
         seed: int,
-        behavior: str = "measures",
-        k: int = 15,
+        behavior: str = NOVELTY_DEFAULTS["behavior"],
+        k: int = NOVELTY_DEFAULTS["k"],
         mu: int | None = None,
-        novelty_policy: str = "threshold",
+        novelty_policy: str = NOVELTY_DEFAULTS["novelty_policy"],
         novelty_threshold: float | None = None,
-        novelty_add_prob: float = 0.05,
-        novelty_cap: int | None = 2000,
+        novelty_add_prob: float = NOVELTY_DEFAULTS["novelty_add_prob"],
+        novelty_cap: int | None = NOVELTY_DEFAULTS["novelty_cap"],
         crossover_prob: float | None = None,
     ) -> None:
         super().__init__(genotype=genotype, spec=spec, batch_size=batch_size, seed=seed)

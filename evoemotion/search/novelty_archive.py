@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from evoemotion.choices import NOVELTY_POLICIES as ADD_POLICIES
 from evoemotion.errors import ConfigError
-
-#: Archive-add policies understood by :class:`NoveltyArchive`.
-ADD_POLICIES = ("threshold", "random")
 
 #: Upper bound on the entries of one query-by-reference distance block.
 _BLOCK_ENTRIES = 1 << 22

@@ -3,7 +3,8 @@
 A (mu + lambda) loop in ask/tell form that sees genomes, behaviour vectors and objective
 values only, never images or classifiers. :meth:`NoveltyPopulation.ask` breeds lambda
 offspring with DEAP's :func:`~deap.algorithms.varOr`, whose toolbox ``mate`` and ``mutate``
-are the genotype's own :meth:`crossover` and :meth:`mutate` (Contract A), and returns the
+are the genotype's own :meth:`crossover` and :meth:`mutate` (the
+:class:`~evoemotion.genotypes.Genotype` protocol), and returns the
 genomes to evaluate. :meth:`NoveltyPopulation.tell` takes their behaviour vectors and
 objectives, scores parents and offspring together against the novelty archive
 (:mod:`evoemotion.search.novelty_archive`), offers the offspring to that archive and keeps
@@ -85,7 +86,7 @@ class NoveltyPopulation:
     """(mu + lambda) novelty search or NSLC over any genotype.
 
     Args:
-        genotype: A Contract A genotype (``random``, ``mutate``, ``crossover``,
+        genotype: A :class:`~evoemotion.genotypes.Genotype` (``random``, ``mutate``, ``crossover``,
             ``has_crossover``).
         archive: The novelty archive to score against and add to.
         variant: ``"novelty"`` (select the mu most novel) or ``"nslc"`` (NSGA-II on

@@ -176,7 +176,7 @@ def run_gallery(
         The path of ``index.html``.
     """
     from evoemotion.views.plots import mosaic_title
-    from evoemotion.views.runview import RENDER_CHUNK
+    from evoemotion.views.runview import ELITES_PER_RENDER
 
     grid = view.grid_index() if view.spec.dims is not None else None
     elites = [_elite_record(view, i, grid) for i in range(len(view))]
@@ -196,7 +196,7 @@ def run_gallery(
     def image(i: int) -> np.ndarray:
         if i not in rendered:
             rendered.clear()
-            rows = np.arange(i, min(i + RENDER_CHUNK, len(view)))
+            rows = np.arange(i, min(i + ELITES_PER_RENDER, len(view)))
             rendered.update(zip(rows.tolist(), view.render(rows, size), strict=True))
         return rendered[i]
 

@@ -1,7 +1,7 @@
 """Where each elite goes in a mosaic: the one layout both the plots and the gallery draw.
 
 A layout is a list of :class:`Panel` s, each a grid of rows and columns holding
-:class:`Placement` s (an elite, its row and column, a caption). Plots draw a panel as a
+:class:`Tile` s (an elite, its row and column, a caption). Plots draw a panel as a
 matplotlib mosaic, the gallery as an HTML grid, so the page shows the grid as the plot does.
 
 - 2-D grid archives (``va``, ``--measures a,b``): one panel, the first measure along the
@@ -23,7 +23,7 @@ from evoemotion.errors import DataError
 
 
 @dataclass(frozen=True)
-class Placement:
+class Tile:
     """One elite in a panel.
 
     Attributes:
@@ -57,7 +57,7 @@ class Panel:
     col_labels: list[str]
     row_axis: str
     col_axis: str
-    placements: list[Placement]
+    placements: list[Tile]
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -111,7 +111,7 @@ def grid_panels(
             "" if z is None else (f"{measure_names[2]} {z_edges[z]:.2f} to {z_edges[z + 1]:.2f}")
         )
         placements = [
-            Placement(
+            Tile(
                 int(i),
                 dims[1] - 1 - int(grid_index[i, 1]),
                 int(grid_index[i, 0]),
@@ -145,7 +145,7 @@ def categorical_panel(
         members = members[np.argsort(-probs[members, k], kind="stable")][:top_k]
         longest = max(longest, len(members))
         placements += [
-            Placement(int(i), k, col, f"{probs[i, k]:.2f}") for col, i in enumerate(members)
+            Tile(int(i), k, col, f"{probs[i, k]:.2f}") for col, i in enumerate(members)
         ]
     cols = [str(c + 1) for c in range(longest)]
     return Panel("", list(class_names), cols, "top emotion", "rank", placements)
@@ -163,6 +163,6 @@ def per_class_panel(cell_class: np.ndarray, probs: np.ndarray, class_names: Sequ
         A one-row panel with one column per class.
     """
     placements = [
-        Placement(i, 0, int(k), f"{probs[i, int(k)]:.2f}") for i, k in enumerate(cell_class)
+        Tile(i, 0, int(k), f"{probs[i, int(k)]:.2f}") for i, k in enumerate(cell_class)
     ]
     return Panel("", ["elite"], list(class_names), "", "emotion", placements)

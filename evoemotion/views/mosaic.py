@@ -40,7 +40,7 @@ def draw_panel(
         ax: A :class:`matplotlib.axes.Axes`.
         panel: The panel to draw.
         thumbnails: uint8 ``(h, w, 3)`` image per elite, indexed (or keyed) by
-            ``Placement.elite``.
+            ``Tile.elite``.
         captions: Whether to write each placement's caption under its thumbnail.
     """
     rows, cols = panel.shape
@@ -95,7 +95,7 @@ def mosaic_figure(
     Args:
         panels: The layout to draw (see :mod:`evoemotion.views.layout`).
         thumbnails: uint8 ``(h, w, 3)`` image per elite, indexed (or keyed) by
-            ``Placement.elite``.
+            ``Tile.elite``.
         title: Figure title.
         captions: Whether to write captions under thumbnails.
         width: Width of the thumbnails of one panel row, in inches.

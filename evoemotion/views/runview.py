@@ -1,9 +1,10 @@
-"""A run folder as the views see it: its archive's elites, read from the latest checkpoint.
+"""A run folder as the views see it: its archive's elites, read from the data snapshot.
 
 :func:`open_run` works on finished and half-finished runs alike: it reads ``config.json``
-and unpickles ``checkpoint.pkl`` (the run state of :mod:`evoemotion.search`), so the plots,
-analysis and gallery always show the archive as it was last checkpointed, whether or not
-the elites were exported. A pickle is code: only open run folders you trust.
+and ``archive.npz`` (the plain-data snapshot written beside every checkpoint, see
+:mod:`evoemotion.snapshot`), so the plots, analysis and gallery show the archive as it was
+last checkpointed, whether or not the elites were exported. It never opens the pickled
+checkpoint, so any run folder is safe to look at.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evoemotion.errors import CheckpointError, DataError
+from evoemotion.errors import DataError
 from evoemotion.views.layout import Panel, categorical_panel, grid_panels, per_class_panel
 
 if TYPE_CHECKING:
@@ -24,9 +26,10 @@ if TYPE_CHECKING:
 
     from evoemotion.archives import ArchiveSpec
     from evoemotion.genotypes import Genotype
+    from evoemotion.snapshot import ArchiveSnapshot
 
 #: Elites rendered per call of the renderer.
-RENDER_CHUNK = 16
+ELITES_PER_RENDER = 16
 
 
 @dataclass
@@ -41,7 +44,6 @@ class RunView:
         config: The parsed ``config.json``.
         spec: The archive spec.
         genotype: The genotype of the run.
-        archive: The pyribs archive at the latest checkpoint.
         iteration: Iterations done at that checkpoint.
         evaluations: Evaluations done at that checkpoint.
         cells: ``(N,)`` archive cell index of each elite.
@@ -52,6 +54,7 @@ class RunView:
         class_names: Classes of the run's (first) classifier; ``[]`` without a categorical
             head.
         scales: ``(low, high)`` of every recorded output, for bars and axes.
+        snapshot: The data snapshot the view was read from.
     """
 
     path: Path
@@ -59,7 +62,6 @@ class RunView:
     config: dict[str, Any]
     spec: ArchiveSpec
     genotype: Genotype
-    archive: ArchiveBase
     iteration: int
     evaluations: int
     cells: np.ndarray
@@ -69,9 +71,15 @@ class RunView:
     solutions: np.ndarray
     class_names: list[str]
     scales: dict[str, tuple[float, float]]
+    snapshot: ArchiveSnapshot
 
     def __len__(self) -> int:
         return len(self.cells)
+
+    @cached_property
+    def archive(self) -> ArchiveBase:
+        """The pyribs archive holding the elites (rebuilt from the snapshot on first use)."""
+        return self.snapshot.to_archive()
 
     @property
     def probs(self) -> np.ndarray:
@@ -112,8 +120,8 @@ class RunView:
 
         rows = np.asarray(rows, dtype=np.int64)
         images = np.empty((len(rows), size, size, 3), dtype=np.uint8)
-        for start in range(0, len(rows), RENDER_CHUNK):
-            part = rows[start : start + RENDER_CHUNK]
+        for start in range(0, len(rows), ELITES_PER_RENDER):
+            part = rows[start : start + ELITES_PER_RENDER]
             images[start : start + len(part)] = render(self.genotype, self.genomes(part), size)
             if progress is not None:
                 progress(start + len(part))
@@ -196,7 +204,7 @@ def _classifier_names(config: dict[str, Any], spec: ArchiveSpec) -> tuple[list[s
 
 
 def open_run(path: str | Path) -> RunView:
-    """Open a run folder at its latest checkpoint.
+    """Open a run folder at its latest data snapshot (never its pickled checkpoint).
 
     Args:
         path: The run folder.
@@ -205,40 +213,31 @@ def open_run(path: str | Path) -> RunView:
         The view of its archive.
 
     Raises:
-        CheckpointError: Not a run folder, or its checkpoint is missing or corrupt.
+        CheckpointError: Not a run folder, or it has no snapshot (the message says how to
+            make one).
+        DataError: The snapshot is unreadable.
     """
     from evoemotion.runs import RunFolder
 
-    folder = RunFolder.open(path)
+    folder = RunFolder.open(path, checkpoint=False)
     config = folder.config
-    state = folder.load_checkpoint()
-    try:
-        spec, genotype, archive = state.spec, state.genotype, state.archive
-    except AttributeError as err:
-        raise CheckpointError(f"{folder.checkpoint_path} holds no archive run state") from err
-    data = archive.data()
-    order = np.argsort(data["index"], kind="stable")
-    recorded = np.asarray(data["outputs"], dtype=np.float64)[order]
-    if recorded.shape[1:] != (len(spec.output_names),):
-        raise DataError(
-            f"{folder.checkpoint_path}: the archive records {recorded.shape[1:]} outputs but "
-            f"the spec names {len(spec.output_names)}"
-        )
+    snapshot = folder.snapshot()
+    spec = snapshot.spec
     class_names, scales = _classifier_names(config, spec)
     return RunView(
         path=folder.path,
         name=folder.path.resolve().name,
         config=config,
         spec=spec,
-        genotype=genotype,
-        archive=archive,
-        iteration=int(state.iteration),
-        evaluations=int(getattr(state, "evaluations", 0)),
-        cells=np.asarray(data["index"], dtype=np.int64)[order],
-        objective=np.asarray(data["objective"], dtype=np.float64)[order],
-        measures=np.asarray(data["measures"], dtype=np.float64)[order],
-        outputs={name: recorded[:, j] for j, name in enumerate(spec.output_names)},
-        solutions=data["solution"][order],
+        genotype=snapshot.genotype,
+        iteration=snapshot.iteration,
+        evaluations=snapshot.evaluations,
+        cells=snapshot.cells,
+        objective=snapshot.objective,
+        measures=snapshot.measures,
+        outputs={name: snapshot.outputs[:, j] for j, name in enumerate(spec.output_names)},
+        solutions=snapshot.solutions,
         class_names=class_names,
         scales=scales,
+        snapshot=snapshot,
     )

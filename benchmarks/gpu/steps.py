@@ -1,0 +1,117 @@
+"""Helpers of ``check.sh`` for what the ``evoemotion`` commands do not print themselves.
+
+    python benchmarks/gpu/steps.py runs LABEL=RUN_DIR [LABEL=RUN_DIR ...]
+    python benchmarks/gpu/steps.py metrics LABEL=EVALUATE_JSON [LABEL=EVALUATE_JSON ...]
+    python benchmarks/gpu/steps.py subset-emotion6 DATA_ROOT N OUT_DIR
+
+``runs`` prints one markdown row per run folder from its ``metrics.csv`` (last row):
+evaluations, seconds spent stepping, evaluations per second, coverage, QD score. The
+seconds are the run's own ``wall_time`` (stepping only: no start-up, no export).
+``metrics`` tabulates the test metrics that ``evoemotion evaluate --json`` wrote, one row
+per model and dataset. ``subset-emotion6`` writes an Emotion6 folder of every k-th of its
+rows (N in all) whose ``images`` links to the full folder, for ``check.sh --cpu``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+
+def run_rows(runs: list[tuple[str, Path]]) -> list[str]:
+    """Markdown table of the last metrics row of each run folder."""
+    lines = [
+        "| run | evaluations | s stepping | evaluations/s | coverage | QD score |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, folder in runs:
+        with open(folder / "metrics.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        if not rows:
+            lines.append(f"| {label} | 0 | - | - | - | - |")
+            continue
+        last = rows[-1]
+        evaluations, seconds = int(last["evaluations"]), float(last["wall_time"])
+        lines.append(
+            f"| {label} | {evaluations:,} | {seconds:.1f} | {evaluations / seconds:,.0f} | "
+            f"{float(last['coverage']):.3f} | {float(last['qd_score']):.2f} |"
+        )
+    return lines
+
+
+def _cell(metrics: dict, *keys: str) -> str:
+    for key in keys:
+        if not isinstance(metrics, dict) or key not in metrics:
+            return "-"
+        metrics = metrics[key]
+    return f"{metrics:.3f}"
+
+
+def metric_rows(results: list[tuple[str, Path]]) -> list[str]:
+    """Markdown table of ``evoemotion evaluate --json`` files: test metrics per dataset."""
+    lines = [
+        "| model | dataset | images | 7-class accuracy | 6-class accuracy | VA MSE | "
+        "valence r | arousal r | dominance MSE |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, path in results:
+        for dataset, m in json.loads(path.read_text()).items():
+            lines.append(
+                f"| {label} | {dataset} | {m['n']} | {_cell(m, 'categorical', 'accuracy')} | "
+                f"{_cell(m, 'categorical', 'accuracy_without_neutral')} | {_cell(m, 'va_mse')} | "
+                f"{_cell(m, 'valence', 'pearson_r')} | {_cell(m, 'arousal', 'pearson_r')} | "
+                f"{_cell(m, 'dominance', 'mse')} |"
+            )
+    return lines
+
+
+def _pairs(parser: argparse.ArgumentParser, items: list[str]) -> list[tuple[str, Path]]:
+    pairs = [item.split("=", 1) for item in items]
+    if any(len(p) != 2 for p in pairs):
+        parser.error("each argument is LABEL=PATH")
+    return [(label, Path(path)) for label, path in pairs]
+
+
+def subset_emotion6(root: Path, count: int, out: Path) -> int:
+    """Write ``out/ground_truth.txt`` with ``count`` evenly spread rows; link the images.
+
+    Returns:
+        The number of rows written.
+    """
+    lines = (root / "emotion6" / "ground_truth.txt").read_text().splitlines()
+    rows = [line for line in lines[1:] if line.strip()]
+    step = max(1, len(rows) // count)
+    chosen = rows[::step][:count]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ground_truth.txt").write_text("\n".join([lines[0], *chosen]) + "\n")
+    link = out / "images"
+    if not link.exists():
+        link.symlink_to((root / "emotion6" / "images").resolve())
+    return len(chosen)
+
+
+def main() -> None:
+    """Parse the command line and run one sub-command."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    runs = sub.add_parser("runs", help="table of run folders' final metrics")
+    runs.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR")
+    metrics = sub.add_parser("metrics", help="table of evaluate --json files")
+    metrics.add_argument("results", nargs="+", metavar="LABEL=EVALUATE_JSON")
+    subset = sub.add_parser("subset-emotion6", help="a small Emotion6 folder")
+    subset.add_argument("root", type=Path)
+    subset.add_argument("count", type=int)
+    subset.add_argument("out", type=Path)
+    args = parser.parse_args()
+    if args.command == "runs":
+        print("\n".join(run_rows(_pairs(parser, args.runs))))
+    elif args.command == "metrics":
+        print("\n".join(metric_rows(_pairs(parser, args.results))))
+    else:
+        print(f"{subset_emotion6(args.root, args.count, args.out)} Emotion6 rows in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
