@@ -16,6 +16,25 @@ BEHAVIORS = ("measures", "probs", "vad", "embedding")
 #: ``--novelty-archive`` add policies.
 NOVELTY_POLICIES = ("threshold", "random")
 
+#: ``--dqd-emitter`` names of differentiable QD.
+DQD_EMITTERS = ("cma-mega", "cma-maega", "omg-mega")
+
+#: ``--dqd-optimizer``: gradient optimisers of the CMA-MEGA solution point (pyribs names).
+GRADIENT_OPTIMIZERS = ("adam", "gradient_ascent")
+
+#: ``--renderer`` values: ``auto`` is ``torch`` for flat CPPNs scored on CUDA.
+RENDERERS = ("auto", "numba", "torch")
+
+#: Keyword defaults of :class:`~evoemotion.search.dqd.DqdSearch`.
+DQD_DEFAULTS = {
+    "emitter": "cma-mega",
+    "emitters": 4,
+    "sigma": 1.0,
+    "lr": 1.0,
+    "optimizer": "gradient_ascent",
+    "archive_lr": 0.1,
+}
+
 #: Keyword defaults of :class:`~evoemotion.search.MapElites`.
 MAP_ELITES_DEFAULTS = {"emitters": 4, "sigma": 0.2, "line_sigma": 0.2}
 

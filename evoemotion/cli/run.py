@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from evoemotion.choices import (
     BEHAVIORS,
+    DQD_DEFAULTS,
+    DQD_EMITTERS,
     EMITTERS,
+    GRADIENT_OPTIMIZERS,
     MAP_ELITES_DEFAULTS,
     NOVELTY_DEFAULTS,
     NOVELTY_POLICIES,
+    RENDERERS,
 )
 from evoemotion.cli.options import (
     add_classifier,
@@ -380,10 +383,7 @@ def _add_novelty_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_dqd_options(parser: argparse.ArgumentParser) -> None:
-    from evoemotion.pipeline import RENDERERS
-    from evoemotion.search.dqd import DQD_EMITTERS, GRADIENT_OPTIMIZERS, DqdSearch
-
-    defaults = inspect.signature(DqdSearch).parameters
+    defaults = DQD_DEFAULTS
     group = parser.add_argument_group(
         "differentiable QD (--algorithm dqd; flat CPPN genotypes such as cppn and cppn-hsv; "
         "objective confidence (the default with dqd) or none; not with --workers)"
@@ -391,7 +391,7 @@ def _add_dqd_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--dqd-emitter",
         choices=DQD_EMITTERS,
-        default=defaults["emitter"].default,
+        default=defaults["emitter"],
         help="cma-mega = CMA-ES over gradient coefficients (2-stage improvement ranking); "
         "cma-maega = the same with CMA-MAE's archive learning rate; omg-mega = archive "
         "elites stepped along random gradient combinations (default: %(default)s). "
@@ -400,26 +400,26 @@ def _add_dqd_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--dqd-sigma",
         type=float,
-        default=defaults["sigma"].default,
+        default=defaults["sigma"],
         help="CMA-MEGA's initial coefficient step sigma0, OMG-MEGA's sigma_g, on unit-length "
         "gradients (default: %(default)s)",
     )
     group.add_argument(
         "--dqd-lr",
         type=float,
-        default=defaults["lr"].default,
+        default=defaults["lr"],
         help="learning rate of the CMA-MEGA solution point (default: %(default)s)",
     )
     group.add_argument(
         "--dqd-optimizer",
         choices=GRADIENT_OPTIMIZERS,
-        default=defaults["optimizer"].default,
+        default=defaults["optimizer"],
         help="optimiser of the CMA-MEGA solution point (default: %(default)s)",
     )
     group.add_argument(
         "--archive-lr",
         type=float,
-        default=defaults["archive_lr"].default,
+        default=defaults["archive_lr"],
         help="CMA-MAEGA's archive learning rate in (0, 1] (default: %(default)s)",
     )
     parser.add_argument(
