@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 ImageFeature = Callable[[np.ndarray], np.ndarray]
 
 
+
 def resolve_renderer(renderer: str, genotype: Genotype, device: Any) -> str:
     """Turn ``auto | numba | torch`` into the renderer an evaluator uses.
 

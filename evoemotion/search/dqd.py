@@ -55,9 +55,6 @@ if TYPE_CHECKING:
     from evoemotion.genotypes import Genotype
     from evoemotion.pipeline import EvaluatorLike
 
-#: Names accepted by ``--dqd-emitter``.
-
-
 #: Objectives with a gradient.
 DIFFERENTIABLE_OBJECTIVES = ("confidence", "none")
 
