@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from evoemotion.choices import RENDERERS
 from evoemotion.errors import ConfigError
 from evoemotion.render import render
 from evoemotion.render.differentiable import to_uint8
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
 #: A function of a uint8 image batch returning one number per image.
 ImageFeature = Callable[[np.ndarray], np.ndarray]
 
-#: Accepted ``renderer`` values: ``auto`` is ``torch`` for flat CPPNs scored on CUDA.
-RENDERERS = ("auto", "numba", "torch")
 
 
 def resolve_renderer(renderer: str, genotype: Genotype, device: Any) -> str:

@@ -142,6 +142,7 @@ def test_resumed_dqd_run_equals_the_uninterrupted_run(classifier, tmp_path, emit
     parted = start_run(config, tmp_path / "parted")
     run_iterations(parted.folder, parted.state, parted.evaluator, iterations=2)
     parted.folder.append_metrics(parted.state.step(parted.evaluator))  # never checkpointed
+    parted.close()
     resumed = resume_run(tmp_path / "parted")
     assert resumed.state.iteration == 2
     run_iterations(resumed.folder, resumed.state, resumed.evaluator, iterations=4)

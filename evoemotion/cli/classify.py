@@ -24,7 +24,7 @@ class StageBars:
 
         if stage != self.stage:
             self.close()
-            unit = "epoch" if stage.endswith("heads") else "img"
+            unit = "epoch" if stage.endswith("heads") else "step" if "ascent" in stage else "img"
             self.bar = tqdm(total=total, desc=stage, unit=unit, dynamic_ncols=True)
             self.stage = stage
         self.bar.update(advance)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -380,10 +379,8 @@ def _add_novelty_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_dqd_options(parser: argparse.ArgumentParser) -> None:
-    from evoemotion.pipeline import RENDERERS
-    from evoemotion.search.dqd import DQD_EMITTERS, GRADIENT_OPTIMIZERS, DqdSearch
+    from evoemotion.choices import DQD_DEFAULTS, DQD_EMITTERS, GRADIENT_OPTIMIZERS, RENDERERS
 
-    defaults = inspect.signature(DqdSearch).parameters
     group = parser.add_argument_group(
         "differentiable QD (--algorithm dqd; flat CPPN genotypes such as cppn and cppn-hsv; "
         "objective confidence (the default with dqd) or none; not with --workers)"
@@ -391,36 +388,27 @@ def _add_dqd_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--dqd-emitter",
         choices=DQD_EMITTERS,
-        default=defaults["emitter"].default,
+        default=DQD_DEFAULTS["emitter"],
         help="cma-mega = CMA-ES over gradient coefficients (2-stage improvement ranking); "
         "cma-maega = the same with CMA-MAE's archive learning rate; omg-mega = archive "
         "elites stepped along random gradient combinations (default: %(default)s). "
         "--emitters sets how many (per-class: at least one per class)",
     )
-    group.add_argument(
-        "--dqd-sigma",
-        type=float,
-        default=defaults["sigma"].default,
-        help="CMA-MEGA's initial coefficient step sigma0, OMG-MEGA's sigma_g, on unit-length "
-        "gradients (default: %(default)s)",
+    numbers = (
+        ("--dqd-sigma", "sigma", "CMA-MEGA's initial coefficient step sigma0, OMG-MEGA's "
+         "sigma_g, on unit-length gradients"),
+        ("--dqd-lr", "lr", "learning rate of the CMA-MEGA solution point"),
+        ("--archive-lr", "archive_lr", "CMA-MAEGA's archive learning rate in (0, 1]"),
     )
-    group.add_argument(
-        "--dqd-lr",
-        type=float,
-        default=defaults["lr"].default,
-        help="learning rate of the CMA-MEGA solution point (default: %(default)s)",
-    )
+    for flag, key, text in numbers:
+        group.add_argument(
+            flag, type=float, default=DQD_DEFAULTS[key], help=f"{text} (default: %(default)s)"
+        )
     group.add_argument(
         "--dqd-optimizer",
         choices=GRADIENT_OPTIMIZERS,
-        default=defaults["optimizer"].default,
+        default=DQD_DEFAULTS["optimizer"],
         help="optimiser of the CMA-MEGA solution point (default: %(default)s)",
-    )
-    group.add_argument(
-        "--archive-lr",
-        type=float,
-        default=defaults["archive_lr"].default,
-        help="CMA-MAEGA's archive learning rate in (0, 1] (default: %(default)s)",
     )
     parser.add_argument(
         "--renderer",

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from ribs.emitters import EmitterBase, GradientArborescenceEmitter, GradientOperatorEmitter
 
+from evoemotion.choices import DQD_DEFAULTS, DQD_EMITTERS, GRADIENT_OPTIMIZERS
 from evoemotion.errors import ConfigError
 from evoemotion.render.differentiable import check_differentiable
 from evoemotion.search.archive_search import ArchiveSearch, add_rows, as_solutions, told_rows
@@ -53,12 +54,6 @@ if TYPE_CHECKING:
     from evoemotion.archives import ArchiveSpec, Placement
     from evoemotion.genotypes import Genotype
     from evoemotion.pipeline import EvaluatorLike
-
-#: Names accepted by ``--dqd-emitter``.
-DQD_EMITTERS = ("cma-mega", "cma-maega", "omg-mega")
-
-#: Gradient optimisers of the CMA-MEGA solution point (pyribs names).
-GRADIENT_OPTIMIZERS = ("adam", "gradient_ascent")
 
 #: Objectives with a gradient.
 DIFFERENTIABLE_OBJECTIVES = ("confidence", "none")
@@ -98,12 +93,12 @@ class DqdSearch(ArchiveSearch):
         spec: ArchiveSpec,
         batch_size: int,
         seed: int,
-        emitter: str = "cma-mega",
-        emitters: int = 4,
-        sigma: float = 1.0,
-        lr: float = 1.0,
-        optimizer: str = "gradient_ascent",
-        archive_lr: float = 0.1,
+        emitter: str = DQD_DEFAULTS["emitter"],
+        emitters: int = DQD_DEFAULTS["emitters"],
+        sigma: float = DQD_DEFAULTS["sigma"],
+        lr: float = DQD_DEFAULTS["lr"],
+        optimizer: str = DQD_DEFAULTS["optimizer"],
+        archive_lr: float = DQD_DEFAULTS["archive_lr"],
         normalize: bool = True,
     ) -> None:
         check_differentiable(genotype)
