@@ -1,5 +1,8 @@
 """Rendering speed: the Numba kernels against the numpy reference, and first-render latency.
 
+Flat CPPN presets are also rendered with the torch renderer on the CPU (forward, and
+forward + backward), next to the Numba kernel: Numba stays the CPU default where it is faster.
+
 For each genotype preset, renders the same random genomes (default 256) with
 :func:`evoemotion.render.render` (Numba, best of ``--repeat`` runs after a warm-up) and with
 :func:`evoemotion.render.reference.render_reference` (plain numpy, the same float32 math,
@@ -81,6 +84,18 @@ def images_per_second(fn, n: int, repeat: int) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return n / best
+
+
+def _torch_render(genotype, genomes: np.ndarray, size: int, backward: bool) -> None:
+    import torch
+
+    from evoemotion.render.differentiable import render_torch
+
+    x = torch.tensor(genomes, dtype=torch.float32, requires_grad=backward)
+    with torch.set_grad_enabled(backward):
+        images = render_torch(genotype, x, size)
+        if backward:
+            images.sum().backward()
 
 
 def _fresh_process(code: str, cwd: str | None = None) -> tuple[float, float]:
@@ -165,6 +180,28 @@ def main() -> None:
             slow = images_per_second(partial(render_reference, g, genomes, size), len(genomes), 1)
             print(
                 f"| {kind} | {size}² | {fast:,.0f} | {slow:,.1f} | {fast / slow:.1f}x |", flush=True
+            )
+    print()
+    print("Flat CPPNs: the torch renderer (evoemotion.render.differentiable, float32 on the CPU,")
+    print("forward only, and forward + backward of the image sum) against the Numba kernel:")
+    print()
+    print("| genotype | size | Numba img/s | torch img/s | torch fwd+bwd img/s | torch / Numba |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for kind in [k for k in args.kinds if load_genotype(k).kind == "cppn"]:
+        g = load_genotype(kind)
+        genomes = np.array(g.random(np.random.default_rng(args.seed), args.count))
+        for size in args.sizes:
+            fast = images_per_second(partial(render, g, genomes, size), len(genomes), args.repeat)
+            torch_rate = images_per_second(
+                partial(_torch_render, g, genomes, size, False), len(genomes), args.repeat
+            )
+            grad_rate = images_per_second(
+                partial(_torch_render, g, genomes, size, True), len(genomes), 1
+            )
+            print(
+                f"| {kind} | {size}² | {fast:,.0f} | {torch_rate:,.0f} | {grad_rate:,.0f} | "
+                f"{torch_rate / fast:.2f}x |",
+                flush=True,
             )
     print()
     print("| kernel (preset) | first render, fresh process, warm cache | whole script |")

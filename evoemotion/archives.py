@@ -20,14 +20,14 @@ it gets no row, and :attr:`Placement.rejected` marks it so the search can count 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from evoemotion.errors import ConfigError
-from evoemotion.objectives import OBJECTIVES, aesthetic, confidence, constant
+from evoemotion.objectives import OBJECTIVES, aesthetic, confidence
 
 if TYPE_CHECKING:
     from ribs.archives import ArchiveBase
@@ -64,6 +64,17 @@ class Placement:
     outputs: np.ndarray
     source: np.ndarray
     rejected: np.ndarray
+
+    def reject(self, images: np.ndarray) -> Placement:
+        """Return a copy in which the images of the ``(N,)`` bool mask are rejected too."""
+        keep = ~images[self.source]
+        return Placement(
+            objective=self.objective[keep],
+            measures=self.measures[keep],
+            outputs=self.outputs[keep],
+            source=self.source[keep],
+            rejected=self.rejected | images,
+        )
 
 
 def simplex_centroids(classes: int, cells: int, seed: int) -> np.ndarray:
@@ -187,7 +198,12 @@ class ArchiveSpec:
             raise ConfigError(f"archive description lacks the field {err}") from err
 
     def build_archive(
-        self, *, solution_dim: int | tuple[()], seed: int | None = None
+        self,
+        *,
+        solution_dim: int | tuple[()],
+        seed: int | None = None,
+        learning_rate: float | None = None,
+        threshold_min: float = -np.inf,
     ) -> ArchiveBase:
         """Make an empty pyribs archive for this spec.
 
@@ -197,6 +213,9 @@ class ArchiveSpec:
             solution_dim: Length of flat-vector solutions, or ``()`` for object genomes
                 (the archive then stores them with ``solution_dtype=object``).
             seed: Seed of the archive's sampling generator.
+            learning_rate: CMA-MAE's archive learning rate (soft cell thresholds); default
+                none (a plain elitist archive).
+            threshold_min: Initial cell threshold when ``learning_rate`` is given.
 
         Returns:
             A :class:`~ribs.archives.CVTArchive` (``categorical``) or
@@ -211,9 +230,49 @@ class ArchiveSpec:
             "solution_dtype": object if solution_dim == () else np.float64,
             "extra_fields": {"outputs": ((len(self.output_names),), np.float64)},
         }
+        if learning_rate is not None:
+            common.update(learning_rate=learning_rate, threshold_min=threshold_min)
         if self.centroids is not None:
             return CVTArchive(centroids=self.centroids, **common)
         return GridArchive(dims=self.dims, **common)
+
+    def rows(self, arrays: Mapping[str, Any]) -> tuple[Any, Any]:
+        """Objective and measures of every archive row an image gives, numpy or torch alike.
+
+        The one definition of how outputs become archive values: :meth:`objective_and_measures`
+        applies it to numpy outputs, the differentiable path (:mod:`evoemotion.gradients`) to
+        torch tensors, whose gradients then flow through it.
+
+        Args:
+            arrays: Output name -> ``(N,)`` array (``"probs"`` ``(N, K)``), all numpy arrays
+                or all torch tensors.
+
+        Returns:
+            ``(objective (N, R), measures (N, R, measure_dim))`` of the same array type,
+            with R = K rows per image for ``per-class`` (row k: objective ``p_k``, measure
+            ``k + 1/2``) and R = 1 otherwise.
+
+        Raises:
+            ConfigError: The objective has no definition on torch tensors (``aesthetic``).
+        """
+        xp = _namespace(arrays)
+        if self.kind == "per-class":
+            objective = xp.stack([arrays[name] for name in self.measure_names], 1)
+            ones = objective * 0 + 1  # the objective's type, dtype and device
+            return objective, (ones.cumsum(1) - 0.5)[:, :, None]  # k + 1/2 in row k
+        measures = xp.stack([arrays[name] for name in self.measure_names], 1)[:, None, :]
+        if self.objective == "confidence":
+            objective = confidence(arrays["probs"])
+        elif self.objective == "none":
+            objective = measures[:, 0, 0] * 0 + 1
+        elif xp is np:
+            objective = np.asarray(arrays[self.objective], dtype=np.float64)
+        else:
+            raise ConfigError(
+                f"objective {self.objective!r} has no gradient; gradient searches (dqd) "
+                "need --objective confidence or none"
+            )
+        return objective[:, None], measures
 
     def objective_and_measures(self, out: Outputs) -> Placement:
         """Turn a batch of outputs into archive rows.
@@ -226,17 +285,15 @@ class ArchiveSpec:
             ``per-class``, none for rejected images.
         """
         n = len(out)
-        recorded = out.table(self.output_names)
-        if self.kind == "per-class":
-            k = len(self.measure_names)
-            source = np.repeat(np.arange(n), k)
-            objective = out.table(self.measure_names).reshape(-1)
-            measures = np.tile(np.arange(k) + 0.5, n)[:, None]
-        else:
-            source = np.arange(n)
-            objective = self._objective(out)
-            measures = out.table(self.measure_names)
-        recorded = recorded[source]
+        names = [*self.measure_names, *(["probs"] if "probs" in out else [])]
+        if self.objective in out:
+            names.append(self.objective)
+        objective, measures = self.rows({name: np.asarray(out[name], np.float64) for name in names})
+        per_image = objective.shape[1]
+        source = np.repeat(np.arange(n), per_image)
+        objective = objective.reshape(-1)
+        measures = measures.reshape(len(objective), measures.shape[2])
+        recorded = out.table(self.output_names)[source]
         good = (
             np.isfinite(objective)
             & np.isfinite(measures).all(axis=1)
@@ -253,12 +310,15 @@ class ArchiveSpec:
             rejected=rejected,
         )
 
-    def _objective(self, out: Outputs) -> np.ndarray:
-        if self.objective == "confidence":
-            return confidence(out["probs"])
-        if self.objective == "none":
-            return constant(len(out))
-        return np.asarray(out[self.objective], dtype=np.float64)
+
+def _namespace(arrays: Mapping[str, Any]) -> Any:
+    """``numpy``, or ``torch`` when the arrays are torch tensors."""
+    first = next(iter(arrays.values()))
+    if isinstance(first, np.ndarray):
+        return np
+    import torch
+
+    return torch
 
 
 def _check_names(names: Sequence[str], available: Sequence[str], what: str) -> None:
@@ -310,14 +370,14 @@ def make_archive_spec(
         raise ConfigError(f"archive must be one of {', '.join(ARCHIVE_KINDS)}, got {kind!r}")
     available = list(class_names) + list(regression_names)
     if measures is not None and kind != "measures":
-        raise ConfigError(f"--measures goes with --archive measures, not {kind!r}")
+        raise ConfigError(f"`measures` goes with `kind` measures, not {kind!r}")
     if kind in ("categorical", "per-class"):
         if len(class_names) < 2:
             raise ConfigError(f"archive {kind!r} needs a categorical classifier head")
         measure_names = list(class_names)
     elif kind == "measures":
         if measures is None or len(measures) != 2 or measures[0] == measures[1]:
-            raise ConfigError(f"--measures needs two different output names, got {measures}")
+            raise ConfigError(f"`measures` needs two different output names, got {measures}")
         measure_names = list(measures)
     else:
         measure_names = ["valence", "arousal", "dominance"][: len(kind)]
@@ -327,14 +387,14 @@ def make_archive_spec(
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if kind == "per-class" and objective != "confidence":
-        raise ConfigError("the per-class archive's objective is p_k: use --objective confidence")
+        raise ConfigError("the per-class archive's objective is p_k: use `objective` confidence")
     if objective == "confidence" and not class_names:
         raise ConfigError("objective 'confidence' needs a categorical classifier head")
     if kind == "per-class" and cells is not None:
-        raise ConfigError("the per-class archive has one cell per class: drop --cells")
+        raise ConfigError("the per-class archive has one cell per class: drop `cells`")
     cells = DEFAULT_CELLS.get(kind) if cells is None else cells
     if cells is not None and cells < 2:
-        raise ConfigError(f"--cells must be at least 2, got {cells}")
+        raise ConfigError(f"`cells` must be at least 2, got {cells}")
     features = [objective] if objective in IMAGE_FEATURES else []
     output_names = available + list(extra_outputs) + features
     common = {"kind": kind, "objective": objective, "output_names": output_names}

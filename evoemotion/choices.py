@@ -27,3 +27,22 @@ NOVELTY_DEFAULTS = {
     "novelty_add_prob": 0.05,
     "novelty_cap": 2000,
 }
+
+#: ``--dqd-emitter`` names of the DQD search (:class:`~evoemotion.search.DqdSearch`).
+DQD_EMITTERS = ("cma-mega", "cma-maega", "omg-mega")
+
+#: ``--dqd-optimizer``: pyribs' gradient optimisers of the CMA-MEGA solution point.
+GRADIENT_OPTIMIZERS = ("adam", "gradient_ascent")
+
+#: Keyword defaults of :class:`~evoemotion.search.DqdSearch`.
+DQD_DEFAULTS = {
+    "emitter": "cma-mega",
+    "emitters": 4,
+    "sigma": 1.0,
+    "lr": 1.0,
+    "optimizer": "gradient_ascent",
+    "archive_lr": 0.1,
+}
+
+#: ``--renderer`` values of the Evaluator: ``auto`` is ``torch`` for flat CPPNs on CUDA.
+RENDERERS = ("auto", "numba", "torch")

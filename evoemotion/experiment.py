@@ -70,6 +70,7 @@ class RunConfig:
         options: Algorithm-specific options (e.g. ``emitter``, ``sigma``).
         continue_from: A run folder whose archive snapshot fills the new run's archive
             (its genotype and archive spec are used); ``None`` starts empty.
+        renderer: ``auto``, ``numba`` or ``torch`` (see :class:`~evoemotion.pipeline.Evaluator`).
     """
 
     genotype: str = "cppn"
@@ -92,6 +93,7 @@ class RunConfig:
     export_size: int = 256
     options: dict[str, Any] = field(default_factory=dict)
     continue_from: str | None = None
+    renderer: str = "auto"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -179,7 +181,7 @@ def load_classifiers(sources: list[str], device: str = "cpu") -> list[EmotionMod
     from evoemotion.emotion import load_model
 
     if not sources:
-        raise ConfigError("at least one --classifier is needed")
+        raise ConfigError("at least one `classifiers` is needed")
     return [load_model(source, device=device) for source in sources]
 
 
@@ -214,7 +216,13 @@ def build_evaluator(
         size=config.score_size,
         precision=config.precision,
     )
-    return Evaluator(genotype, scorer, render_size=config.render_size, features=features)
+    return Evaluator(
+        genotype,
+        scorer,
+        render_size=config.render_size,
+        features=features,
+        renderer=config.renderer,
+    )
 
 
 def check_classifiers(records: Sequence[Mapping[str, Any]], models: list[EmotionModel]) -> None:
@@ -306,7 +314,7 @@ def start_run(
     from evoemotion.search import make_search
 
     if config.iterations < 0:
-        raise ConfigError(f"--iterations must be >= 0, got {config.iterations}")
+        raise ConfigError(f"`iterations` must be >= 0, got {config.iterations}")
     snapshot = None
     if config.continue_from is not None:
         source = RunFolder.open(config.continue_from, checkpoint=False)

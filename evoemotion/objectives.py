@@ -16,6 +16,7 @@ of aesthetics", IEEE CEC 2006, pp. 1087-1094; W. Ralph, "Painting the bell curve
 from __future__ import annotations
 
 from math import sqrt
+from typing import Any
 
 import numpy as np
 
@@ -33,15 +34,18 @@ BINS_PER_SIGMA = 100
 TAIL_SIGMAS = 8
 
 
-def confidence(probs: np.ndarray) -> np.ndarray:
+def confidence(probs: Any) -> Any:
     """Return the probability of the top class of each row.
 
     Args:
-        probs: ``(N, K)`` class probabilities.
+        probs: ``(N, K)`` class probabilities, a numpy array or a torch tensor (then the
+            result is a tensor and differentiable).
 
     Returns:
-        ``(N,)`` float64 array; non-finite rows give NaN.
+        ``(N,)`` float64 array (or tensor); non-finite rows give NaN.
     """
+    if not isinstance(probs, np.ndarray) and hasattr(probs, "amax"):
+        return probs.amax(1)  # torch: NaN propagates
     probs = np.asarray(probs, dtype=np.float64)
     finite = np.isfinite(probs).all(axis=1)
     top = probs.max(axis=1, initial=-np.inf)

@@ -5,6 +5,12 @@
 in a background thread while chunk t is scored, so the slower of the two stages sets the
 pace. Numba kernels and torch operators both release the GIL, so the overlap is real.
 
+Flat CPPN genomes can instead be rendered by the torch renderer on the scorer's device
+(``renderer="torch"``, the default on CUDA): the images are rounded to 8 bits there, as
+the Numba kernel rounds, and go to the classifier without a trip through host memory.
+:meth:`Evaluator.jacobian` differentiates the archive's objective and measures through
+that renderer (:mod:`evoemotion.gradients`), for gradient searches (DQD).
+
 Anything with a ``genotype`` attribute and an ``evaluate(genomes) -> Outputs`` method can
 stand in for it (:class:`EvaluatorLike`), e.g. an evaluator that shards batches over Dask
 workers.
@@ -18,16 +24,46 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from evoemotion.choices import RENDERERS
 from evoemotion.errors import ConfigError
 from evoemotion.render import render
+from evoemotion.render.differentiable import to_uint8
 from evoemotion.scoring import Outputs
 
 if TYPE_CHECKING:
+    from evoemotion.archives import ArchiveSpec
     from evoemotion.genotypes import Genotype
     from evoemotion.scoring import Scorer
 
 #: A function of a uint8 image batch returning one number per image.
 ImageFeature = Callable[[np.ndarray], np.ndarray]
+
+
+
+def resolve_renderer(renderer: str, genotype: Genotype, device: Any) -> str:
+    """Turn ``auto | numba | torch`` into the renderer an evaluator uses.
+
+    Args:
+        renderer: The requested renderer.
+        genotype: The genotype to render.
+        device: The scorer's torch device.
+
+    Returns:
+        ``"numba"`` or ``"torch"``.
+
+    Raises:
+        ConfigError: An unknown renderer, or ``torch`` for a genotype it cannot render.
+    """
+    from evoemotion.render.differentiable import DIFFERENTIABLE_KINDS, check_differentiable
+
+    if renderer not in RENDERERS:
+        raise ConfigError(f"renderer must be one of {', '.join(RENDERERS)}, got {renderer!r}")
+    if renderer == "auto":
+        on_gpu = getattr(device, "type", str(device)) == "cuda"
+        return "torch" if on_gpu and genotype.kind in DIFFERENTIABLE_KINDS else "numba"
+    if renderer == "torch":
+        check_differentiable(genotype)
+    return renderer
 
 
 class EvaluatorLike(Protocol):
@@ -66,9 +102,12 @@ class Evaluator:
         chunk_size: Genomes per render/score chunk; default the scorer's batch size.
         features: Image features to compute from each rendered chunk (name -> function),
             e.g. ``{"aesthetic": aesthetic}``; added to the outputs under their names.
+        renderer: ``numba`` (CPU kernels), ``torch`` (flat CPPNs only, on the scorer's
+            device) or ``auto``: torch when the scorer is on CUDA and the genotype is a
+            flat CPPN, else numba.
 
     Raises:
-        ConfigError: A size is not positive.
+        ConfigError: A size is not positive, or a bad renderer.
     """
 
     def __init__(
@@ -79,6 +118,7 @@ class Evaluator:
         render_size: int = 64,
         chunk_size: int | None = None,
         features: Mapping[str, ImageFeature] | None = None,
+        renderer: str = "auto",
     ) -> None:
         if render_size < 2:
             raise ConfigError(f"render size must be at least 2 px, got {render_size}")
@@ -90,6 +130,7 @@ class Evaluator:
         self.render_size = render_size
         self.chunk_size = chunk_size
         self.features = dict(features or {})
+        self.renderer = resolve_renderer(renderer, genotype, scorer.device)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evoemotion-render")
 
     def render(self, genomes: Any) -> np.ndarray:
@@ -101,11 +142,74 @@ class Evaluator:
         Returns:
             ``(n, render_size, render_size, 3)`` uint8 images.
         """
+        if self.renderer == "torch":
+            return to_uint8(self._render_tensor(genomes))
         return render(self.genotype, as_genome_list(genomes), self.render_size)
+
+    def _render_tensor(self, genomes: Any) -> Any:
+        """Torch-rendered images on the scorer's device, rounded to 8-bit levels (float)."""
+        import torch
+
+        from evoemotion.render.differentiable import render_torch
+
+        vectors = torch.as_tensor(self.genotype.as_matrix(as_genome_list(genomes)))
+        images = render_torch(
+            self.genotype, vectors, self.render_size, dtype=torch.float32, device=self.scorer.device
+        )
+        return torch.floor(images * 255.0 + 0.5) / 255.0
 
     def _render_chunk(self, genomes: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         images = self.render(genomes)
         return images, {name: f(images) for name, f in self.features.items()}
+
+    def _evaluate_on_device(self, genomes: Any, keep_images: bool) -> Outputs:
+        """Render with torch and score without leaving the device, chunk by chunk."""
+        parts = []
+        for start in range(0, max(len(genomes), 1), self.chunk_size):
+            images = self._render_tensor(genomes[start : start + self.chunk_size])
+            scored = self.scorer.score_tensor(images)
+            host = to_uint8(images) if keep_images or self.features else None
+            features = {name: f(host) for name, f in self.features.items()}
+            scored = scored.with_arrays(**features)
+            scored.images = host if keep_images else None
+            parts.append(scored)
+        return Outputs.concatenate(parts)
+
+    def jacobian(
+        self, genomes: Any, spec: ArchiveSpec, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Values and Jacobians of the archive's objective and measures, chunk by chunk.
+
+        See :func:`evoemotion.gradients.value_and_jacobian` (the render and score sizes,
+        crops, models and device are this evaluator's).
+
+        Args:
+            genomes: ``(N, solution_dim)`` flat CPPN genome vectors.
+            spec: The archive spec.
+            rows: ``(N,)`` archive row of each image to differentiate (default 0).
+
+        Returns:
+            ``values (N, 1 + measure_dim)`` and ``jacobian (N, 1 + measure_dim, dim)``.
+
+        Raises:
+            ConfigError: The genotype or the objective has no gradient.
+        """
+        from evoemotion.gradients import value_and_jacobian
+
+        genomes = self.genotype.as_matrix(as_genome_list(genomes))
+        rows = np.zeros(len(genomes), np.int64) if rows is None else np.asarray(rows)
+        parts = [
+            value_and_jacobian(
+                self.genotype,
+                self.scorer,
+                spec,
+                genomes[s : s + self.chunk_size],
+                render_size=self.render_size,
+                rows=rows[s : s + self.chunk_size],
+            )
+            for s in range(0, len(genomes), self.chunk_size)
+        ]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def evaluate(self, genomes: Any, *, keep_images: bool = False) -> Outputs:
         """Render and score genomes.
@@ -119,6 +223,8 @@ class Evaluator:
             in the order of ``genomes``.
         """
         genomes = as_genome_list(genomes)
+        if self.renderer == "torch":
+            return self._evaluate_on_device(genomes, keep_images)
         chunks: Sequence[Any] = [
             genomes[i : i + self.chunk_size] for i in range(0, len(genomes), self.chunk_size)
         ] or [genomes]

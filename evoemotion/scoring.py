@@ -12,8 +12,8 @@ class name, ``"probs"``, ``"valence"`` ..., ``"embedding"``, ``"disagreement"``)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -290,9 +290,64 @@ class Scorer:
             raise ConfigError(
                 f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}"
             )
+        return self._score_chunks(images, self._to_device)
+
+    def score_tensor(self, images: torch.Tensor) -> Outputs:
+        """Score float images that are already tensors (e.g. rendered on the device).
+
+        Args:
+            images: ``(N, 3, H, W)`` float tensor in [0, 1]; moved to the device if needed.
+
+        Returns:
+            :class:`Outputs`, as :meth:`score` returns.
+
+        Raises:
+            ConfigError: ``images`` is not a float ``(N, 3, H, W)`` tensor.
+        """
+        if not images.is_floating_point() or images.ndim != 4 or images.shape[1] != 3:
+            raise ConfigError(
+                f"image tensors must be float (N, 3, H, W), got {images.dtype} "
+                f"{tuple(images.shape)}"
+            )
+        return self._score_chunks(images, lambda chunk: chunk.to(self.device))
+
+    def _score_chunks(
+        self, images: Any, to_device: Callable[[Any], torch.Tensor]
+    ) -> Outputs:
         starts = range(0, len(images), self.batch_size) if len(images) else [0]
-        chunks = [self._score_chunk(images[s : s + self.batch_size]) for s in starts]
+        chunks = []
+        for s in starts:
+            with torch.inference_mode():
+                batch = to_device(images[s : s + self.batch_size])
+                if batch.dtype == torch.uint8:
+                    batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
+                chunks.append({k: v.cpu().numpy() for k, v in self.forward(batch).items()})
         return Outputs({name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]})
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Outputs of a float image batch on the device, as tensors (see the class docstring).
+
+        Differentiable with respect to ``images`` (outside ``torch.inference_mode``): the
+        gradient path of :mod:`evoemotion.gradients` and :meth:`score` share it.
+
+        Args:
+            images: ``(N, 3, H, W)`` float tensor in [0, 1] on :attr:`device`.
+
+        Returns:
+            Output name -> tensor, in at least float64 precision.
+        """
+        per_model = [self._run_model(m, images) for m in self.models]
+        out: dict[str, torch.Tensor] = {}
+        if self.class_names:
+            probs = torch.stack([r["probs"] for r in per_model]).mean(0)
+            out.update({name: probs[:, k] for k, name in enumerate(self.class_names)})
+            out["probs"] = probs
+        for name in self.regression_names:
+            out[name] = torch.stack([r[name] for r in per_model]).mean(0)
+        out["embedding"] = torch.cat([r["embedding"] for r in per_model], dim=1)
+        if len(per_model) > 1:
+            out["disagreement"] = self._disagreement(per_model)
+        return out
 
     def _to_device(self, images: np.ndarray) -> torch.Tensor:
         batch = torch.from_numpy(np.ascontiguousarray(images))
@@ -301,14 +356,14 @@ class Scorer:
         return batch
 
     def _views(self, batch: torch.Tensor) -> Iterator[torch.Tensor]:
-        height, width = batch.shape[1:3]
+        height, width = batch.shape[2:4]
         for anchor, flip in CROP_VIEWS[: self.crops]:
             top, left, ch, cw = crop_box(anchor, height, width)
-            view = batch[:, top : top + ch, left : left + cw, :]
-            yield view.flip(2) if flip else view
+            view = batch[:, :, top : top + ch, left : left + cw]
+            yield view.flip(3) if flip else view
 
-    def _run_model(self, model: EmotionModel, batch: torch.Tensor) -> dict[str, np.ndarray]:
-        """Crop-averaged outputs of one model, as float64 numpy arrays."""
+    def _run_model(self, model: EmotionModel, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Crop-averaged outputs of one model, in float64 (or the batch's wider dtype)."""
         sums: dict[str, torch.Tensor] = {}
         for view in self._views(batch):
             x = model.preprocess(view, self.size)
@@ -318,31 +373,16 @@ class Scorer:
                 raw = model(x)
             for name, value in raw.items():
                 if name != "logits":
-                    sums[name] = sums.get(name, 0) + value.float()
-        return {name: (v / self.crops).cpu().double().numpy() for name, v in sums.items()}
+                    value = value.to(torch.promote_types(value.dtype, torch.float32))
+                    sums[name] = sums.get(name, 0) + value
+        return {name: (v / self.crops).double() for name, v in sums.items()}
 
-    def _score_chunk(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        with torch.inference_mode():
-            batch = self._to_device(images)
-            per_model = [self._run_model(m, batch) for m in self.models]
-        out: dict[str, np.ndarray] = {}
-        if self.class_names:
-            probs = np.mean([r["probs"] for r in per_model], axis=0)
-            out.update({name: probs[:, k] for k, name in enumerate(self.class_names)})
-            out["probs"] = probs
-        for name in self.regression_names:
-            out[name] = np.mean([r[name] for r in per_model], axis=0)
-        out["embedding"] = np.concatenate([r["embedding"] for r in per_model], axis=1)
-        if len(per_model) > 1:
-            out["disagreement"] = self._disagreement(per_model)
-        return out
-
-    def _disagreement(self, per_model: list[dict[str, np.ndarray]]) -> np.ndarray:
+    def _disagreement(self, per_model: list[dict[str, torch.Tensor]]) -> torch.Tensor:
         spreads = []
         if self.class_names:
-            spreads.append(np.std([r["probs"] for r in per_model], axis=0))
+            spreads.append(torch.stack([r["probs"] for r in per_model]).std(0, correction=0))
         for name in self.regression_names:
             low, high = self.scales[name]
-            values = np.stack([r[name] for r in per_model]) / (high - low)
-            spreads.append(values.std(axis=0)[:, None])
-        return np.concatenate(spreads, axis=1).mean(axis=1)
+            values = torch.stack([r[name] for r in per_model]) / (high - low)
+            spreads.append(values.std(0, correction=0)[:, None])
+        return torch.cat(spreads, dim=1).mean(1)

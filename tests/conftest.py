@@ -40,3 +40,29 @@ def checkpoint_key(tmp_path_factory) -> Iterator[Path]:
         del os.environ[KEY_FILE_ENV]
     else:
         os.environ[KEY_FILE_ENV] = previous
+
+
+@pytest.fixture(scope="session")
+def tiny_emotion_model():
+    """A factory of small, fast, input-sensitive EmotionModels (anger, fear, joy + vad)."""
+    import torch
+    from torch import nn
+
+    from evoemotion.emotion.backbones import BackboneInfo
+    from evoemotion.emotion.model import EmotionModel, head_specs
+
+    def make(seed: int = 0, dtype=torch.float32) -> EmotionModel:
+        torch.manual_seed(seed)
+        backbone = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2), nn.Tanh(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
+        info = BackboneInfo(name="tiny", weights="none", input_size=16, mean=(0.5,) * 3,
+                            std=(0.25,) * 3, feature_dim=8)
+        specs = head_specs(["categorical", "vad"], ["anger", "fear", "joy"], 0, 0.0)
+        model = EmotionModel(backbone, info, specs).eval().to(dtype)
+        with torch.no_grad():
+            for p in model.heads.parameters():
+                p.mul_(4.0)
+        return model
+
+    return make

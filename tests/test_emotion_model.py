@@ -1,4 +1,4 @@
-"""EmotionModel (Contract B): backbones, heads, preprocessing, checkpoints, bundled default."""
+"""EmotionModel: backbones, heads, preprocessing, checkpoints, bundled default."""
 
 from __future__ import annotations
 

@@ -38,16 +38,13 @@ def _measures(text: str) -> list[str]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``run`` and ``resume`` commands.
+    """Add the ``run``, ``resume`` and ``snapshot`` commands.
 
     Args:
         subparsers: The top-level sub-parser collection.
     """
-    from evoemotion.archives import ARCHIVE_KINDS, DEFAULT_CELLS
     from evoemotion.experiment import RunConfig
-    from evoemotion.objectives import OBJECTIVES
 
-    d = RunConfig()
     run = subparsers.add_parser(
         "run",
         help="evolve images into a quality-diversity archive (MAP-Elites, novelty search, "
@@ -56,6 +53,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "baseline) into an archive whose measures are emotion-classifier outputs; writes a "
         "run folder with config, metrics, checkpoints and the elites.",
     )
+    _add_search_options(run)
+    _add_novelty_options(run)
+    _add_dqd_options(run)
+    _add_run_options(run)
+    _add_device_and_export(run, RunConfig.device)
+    _add_key_file(run)
+    _add_cluster_options(run)
+    run.set_defaults(handler=run_command)
+
+    resume = subparsers.add_parser(
+        "resume",
+        help="continue a run from its last checkpoint",
+        description="Continue a run folder from its last checkpoint. A checkpoint is a "
+        "pickle, and a pickle is code: resume loads only checkpoints signed with your key "
+        "(see --trust and --key-file).",
+    )
+    resume.add_argument("folder", help="the run folder (runs/NAME)")
+    resume.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="total iterations the run should reach (default: the run's own)",
+    )
+    _add_device_and_export(resume, None)
+    _add_trust(resume)
+    _add_cluster_options(resume)
+    resume.set_defaults(handler=resume_command)
+
+    snapshot = subparsers.add_parser(
+        "snapshot",
+        help="write the data snapshot (archive.npz) of a run folder made before snapshots",
+        description="Read a run folder's checkpoint and write its archive as plain data "
+        "(archive.npz), which plot, gallery, analyze, render RUN and run --continue-from "
+        "read. Runs write it by themselves beside every checkpoint; this is for folders "
+        "made by older versions. It loads the pickled checkpoint: run it only on folders "
+        "you trust.",
+    )
+    snapshot.add_argument("folder", help="the run folder (runs/NAME)")
+    _add_trust(snapshot)
+    snapshot.set_defaults(handler=snapshot_command)
+
+
+def _add_search_options(run: argparse.ArgumentParser) -> None:
+    """Genotype, archive and MAP-Elites options of ``run``."""
+    from evoemotion.archives import ARCHIVE_KINDS, DEFAULT_CELLS
+    from evoemotion.experiment import RunConfig
+    from evoemotion.objectives import OBJECTIVES
+
+    d = RunConfig()
     run.add_argument(
         "--genotype",
         default=None,
@@ -98,8 +144,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=d.algorithm,
         help="search algorithm: map-elites; novelty = DEAP novelty search; nslc = "
         "novelty search with local competition (NSGA-II); random = the same "
-        "budget of fresh random genomes. Every algorithm fills the same kind of "
-        "archive (default: %(default)s)",
+        "budget of fresh random genomes; dqd = differentiable QD along the gradients "
+        "of the objective and measures (CMA-MEGA, CMA-MAEGA, OMG-MEGA; flat CPPN "
+        "genotypes). Every algorithm fills the same kind of archive (default: %(default)s)",
     )
     run.add_argument(
         "--emitter",
@@ -136,7 +183,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="crossover probability of the genome emitter and of novelty "
         "search's offspring (default 0.2 when the genotype has crossover, else 0)",
     )
-    _add_novelty_options(run)
+
+
+def _add_run_options(run: argparse.ArgumentParser) -> None:
+    """Classifier, budget, sizes, output and seeding options of ``run``."""
+    from evoemotion.experiment import RunConfig
+
+    d = RunConfig()
     add_classifier(
         run,
         repeat=True,
@@ -202,46 +255,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "archive come from RUN, emitters and novelty population start afresh, and "
         "config.json records where the elites came from",
     )
-    _add_device_and_export(run, d.device)
-    _add_key_file(run)
-    _add_cluster_options(run)
-    run.set_defaults(handler=run_command)
-
-    resume = subparsers.add_parser(
-        "resume",
-        help="continue a run from its last checkpoint",
-        description="Continue a run folder from its last checkpoint. A checkpoint is a "
-        "pickle, and a pickle is code: only resume run folders you trust.",
-    )
-    resume.add_argument("folder", help="the run folder (runs/NAME)")
-    resume.add_argument(
-        "--iterations",
-        type=int,
-        default=None,
-        help="total iterations the run should reach (default: the run's own)",
-    )
-    _add_device_and_export(resume, None)
-    _add_trust(resume)
-    _add_key_file(resume)
-    _add_cluster_options(resume)
-    resume.set_defaults(handler=resume_command)
-
-    snapshot = subparsers.add_parser(
-        "snapshot",
-        help="write the data snapshot (archive.npz) of a run folder made before snapshots",
-        description="Read a run folder's checkpoint and write its archive as plain data "
-        "(archive.npz), which plot, gallery, analyze, render RUN and run --continue-from "
-        "read. Runs write it by themselves beside every checkpoint; this is for folders "
-        "made by older versions. It loads the pickled checkpoint: run it only on folders "
-        "you trust.",
-    )
-    snapshot.add_argument("folder", help="the run folder (runs/NAME)")
-    _add_trust(snapshot)
-    _add_key_file(snapshot)
-    snapshot.set_defaults(handler=snapshot_command)
 
 
 def _add_trust(parser: argparse.ArgumentParser) -> None:
+    """``--trust`` and ``--key-file``: which checkpoints may be loaded."""
+    _add_key_file(parser)
     parser.add_argument(
         "--trust",
         action="store_true",
@@ -360,6 +378,57 @@ def _add_novelty_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_dqd_options(parser: argparse.ArgumentParser) -> None:
+    from evoemotion.choices import DQD_DEFAULTS, DQD_EMITTERS, GRADIENT_OPTIMIZERS, RENDERERS
+
+    group = parser.add_argument_group(
+        "differentiable QD (--algorithm dqd; flat CPPN genotypes such as cppn and cppn-hsv; "
+        "objective confidence (the default with dqd) or none; not with --workers)"
+    )
+    group.add_argument(
+        "--dqd-emitter",
+        choices=DQD_EMITTERS,
+        default=DQD_DEFAULTS["emitter"],
+        help="cma-mega = CMA-ES over gradient coefficients (2-stage improvement ranking); "
+        "cma-maega = the same with CMA-MAE's archive learning rate; omg-mega = archive "
+        "elites stepped along random gradient combinations (default: %(default)s). "
+        "--emitters sets how many (per-class: at least one per class)",
+    )
+    numbers = (
+        ("--dqd-sigma", "sigma", "CMA-MEGA's initial coefficient step sigma0, OMG-MEGA's "
+         "sigma_g, on unit-length gradients"),
+        ("--dqd-lr", "lr", "learning rate of the CMA-MEGA solution point"),
+        ("--archive-lr", "archive_lr", "CMA-MAEGA's archive learning rate in (0, 1]"),
+    )
+    for flag, key, text in numbers:
+        group.add_argument(
+            flag, type=float, default=DQD_DEFAULTS[key], help=f"{text} (default: %(default)s)"
+        )
+    group.add_argument(
+        "--dqd-optimizer",
+        choices=GRADIENT_OPTIMIZERS,
+        default=DQD_DEFAULTS["optimizer"],
+        help="optimiser of the CMA-MEGA solution point (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--renderer",
+        choices=RENDERERS,
+        default="auto",
+        help="numba = CPU kernels; torch = render flat CPPNs with torch on the scoring device "
+        "(no host round trip); auto = torch on CUDA for flat CPPNs, else numba "
+        "(default: %(default)s)",
+    )
+
+
+def _check_dqd_cluster(algorithm: str, args: argparse.Namespace) -> None:
+    from evoemotion.errors import ConfigError
+
+    if algorithm == "dqd" and (args.workers is not None or args.scheduler is not None):
+        raise ConfigError(
+            "--algorithm dqd computes gradients in this process; drop --workers/--scheduler"
+        )
+
+
 def _algorithm_options(args: argparse.Namespace) -> dict:
     """Return the options of the chosen algorithm; other algorithms' flags are ignored."""
     if args.algorithm == "map-elites":
@@ -369,6 +438,15 @@ def _algorithm_options(args: argparse.Namespace) -> dict:
             "sigma": args.sigma,
             "line_sigma": args.line_sigma,
             "crossover_prob": args.crossover,
+        }
+    if args.algorithm == "dqd":
+        return {
+            "emitter": args.dqd_emitter,
+            "emitters": args.emitters,
+            "sigma": args.dqd_sigma,
+            "lr": args.dqd_lr,
+            "optimizer": args.dqd_optimizer,
+            "archive_lr": args.archive_lr,
         }
     if args.algorithm in ("novelty", "nslc"):
         return {
@@ -407,11 +485,13 @@ def run_command(args: argparse.Namespace) -> int:
                 f"--continue-from {args.continue_from} takes the genotype and archive of that "
                 f"run: drop {', '.join(given)}"
             )
+    _check_dqd_cluster(args.algorithm, args)
+    dqd_objective = "confidence" if args.algorithm == "dqd" else None
     config = RunConfig(
         genotype=args.genotype or RunConfig.genotype,
         archive=args.archive or ("measures" if args.measures else RunConfig.archive),
         algorithm=args.algorithm,
-        objective=args.objective,
+        objective=args.objective or dqd_objective,
         measures=args.measures,
         cells=args.cells,
         classifiers=args.classifier or ["default"],
@@ -426,6 +506,7 @@ def run_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         export_size=args.export_size,
+        renderer=args.renderer,
         options=_algorithm_options(args),
         continue_from=args.continue_from,
     )
@@ -489,6 +570,7 @@ def _evaluator(
     if args.workers is None and args.scheduler is None:
         yield run.evaluator
         return
+    _check_dqd_cluster(run.config.algorithm, args)
     from evoemotion.distributed import cluster_evaluator
 
     where = args.scheduler or f"{args.workers} local worker processes"

@@ -392,6 +392,7 @@ def build_model(
     backbone: str,
     heads: list[str],
     class_names: list[str] | None = None,
+    *,
     weights: str | os.PathLike = "none",
     hidden: int = 0,
     dropout: float = 0.0,

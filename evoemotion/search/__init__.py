@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from evoemotion.errors import ConfigError
 from evoemotion.search.archive_search import METRIC_FIELDS, ArchiveSearch
 from evoemotion.search.baseline import RandomSearch
+from evoemotion.search.dqd import DqdSearch
 from evoemotion.search.mapelites import MapElites
 from evoemotion.search.novelty import NoveltySearch, NSLCSearch
 
@@ -46,6 +47,7 @@ ALGORITHMS: dict[str, type] = {
     RandomSearch.name: RandomSearch,
     NoveltySearch.name: NoveltySearch,
     NSLCSearch.name: NSLCSearch,
+    DqdSearch.name: DqdSearch,
 }
 
 
@@ -91,6 +93,7 @@ __all__ = [
     "ALGORITHMS",
     "METRIC_FIELDS",
     "ArchiveSearch",
+    "DqdSearch",
     "MapElites",
     "NSLCSearch",
     "NoveltySearch",

@@ -144,6 +144,22 @@ class ArchiveSearch:
             add_info: The archive's ``status`` and ``value`` of every row.
         """
 
+    def place(
+        self, evaluator: EvaluatorLike, solutions: np.ndarray
+    ) -> tuple[Outputs, Placement, dict[str, np.ndarray]]:
+        """Evaluate solutions and add their archive rows to :attr:`archive`.
+
+        Args:
+            evaluator: Renders and scores genomes.
+            solutions: Solutions as packed by :func:`as_solutions`.
+
+        Returns:
+            Their outputs, archive rows, and the archive's ``status`` and ``value`` per row.
+        """
+        out = evaluator.evaluate(solutions)
+        placement = self.spec.objective_and_measures(out)
+        return out, placement, add_rows(self.archive, solutions, placement)
+
     def step(self, evaluator: EvaluatorLike) -> dict[str, float]:
         """Run one iteration and return its metrics row (also kept in :attr:`metrics`).
 
@@ -156,18 +172,34 @@ class ArchiveSearch:
         start = time.perf_counter()
         filled = len(self.archive)
         solutions = self.ask()
-        out = evaluator.evaluate(solutions)
-        placement = self.spec.objective_and_measures(out)
-        add_info = self.archive.add(
-            solution=solutions[placement.source],
-            objective=placement.objective,
-            measures=placement.measures,
-            outputs=placement.outputs,
-        )
+        out, placement, add_info = self.place(evaluator, solutions)
         self.tell(solutions, out, placement, add_info)
+        return self.record(
+            start,
+            filled,
+            evaluated=len(solutions),
+            improved=int((add_info["status"] == 1).sum()),
+            rejected=int(placement.rejected.sum()),
+        )
+
+    def record(
+        self, start: float, filled: int, *, evaluated: int, improved: int, rejected: int
+    ) -> dict[str, float]:
+        """Close an iteration: update the counters and append its metrics row.
+
+        Args:
+            start: ``time.perf_counter()`` when the iteration began.
+            filled: Elites in the archive when it began.
+            evaluated: Genomes evaluated in the iteration.
+            improved: Archive rows that beat an existing elite.
+            rejected: Images rejected for non-finite outputs.
+
+        Returns:
+            The metrics row (keys of :data:`METRIC_FIELDS`).
+        """
         self.iteration += 1
-        self.evaluations += len(solutions)
-        self.rejected += int(placement.rejected.sum())
+        self.evaluations += evaluated
+        self.rejected += rejected
         self.elapsed += time.perf_counter() - start
         stats = self.archive.stats
         row = {
@@ -178,9 +210,73 @@ class ArchiveSearch:
             "max_objective": float("nan") if stats.obj_max is None else float(stats.obj_max),
             "mean_objective": float("nan") if stats.obj_mean is None else float(stats.obj_mean),
             "new_cells": len(self.archive) - filled,
-            "improved": int((add_info["status"] == 1).sum()),
-            "rejected": int(placement.rejected.sum()),
+            "improved": improved,
+            "rejected": rejected,
             "wall_time": self.elapsed,
         }
         self.metrics.append(row)
         return row
+
+
+def add_rows(
+    archive: ArchiveBase, solutions: np.ndarray, placement: Placement
+) -> dict[str, np.ndarray]:
+    """Add a placement's rows to an archive.
+
+    Args:
+        archive: A pyribs archive of the spec's layout.
+        solutions: The evaluated solutions (rows refer to them by ``placement.source``).
+        placement: Their archive rows.
+
+    Returns:
+        The archive's ``status`` and ``value`` of every row.
+    """
+    return archive.add(
+        solution=solutions[placement.source],
+        objective=placement.objective,
+        measures=placement.measures,
+        outputs=placement.outputs,
+    )
+
+
+def told_rows(
+    n: int,
+    placement: Placement,
+    add_info: dict[str, np.ndarray],
+    ranges: list[tuple[float, float]],
+    wanted: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """One archive row per solution, as emitters are told it.
+
+    Without ``wanted`` a solution's row is its best one: the highest add status, then the
+    highest improvement value. With ``wanted``, solution i's row is its ``wanted[i]``-th
+    (the class cell of a ``per-class`` emitter). Rejected solutions are told status 0 with
+    a value below every other, objective 0 and measures at the lower end of each range.
+
+    Args:
+        n: Number of solutions.
+        placement: Their archive rows.
+        add_info: The archive's ``status`` and ``value`` of every row.
+        ranges: ``(low, high)`` of each measure.
+        wanted: Optional ``(n,)`` row index within each solution's rows.
+
+    Returns:
+        ``objective (n,)``, ``measures (n, measure_dim)`` and ``{"status", "value"}``.
+    """
+    rows = placement.source
+    status = np.zeros(n, dtype=np.int32)
+    value = np.full(n, (add_info["value"].min() if len(rows) else 0.0) - 1.0)
+    objective = np.zeros(n)
+    measures = np.tile([low for low, _ in ranges], (n, 1))
+    if len(rows):
+        if wanted is None:
+            order = np.lexsort((add_info["value"], add_info["status"], rows))
+            best = order[np.r_[rows[order][1:] != rows[order][:-1], True]]
+        else:
+            within = np.arange(len(rows)) - np.searchsorted(rows, rows)
+            best = np.flatnonzero(within == np.asarray(wanted)[rows])
+        status[rows[best]] = add_info["status"][best]
+        value[rows[best]] = add_info["value"][best]
+        objective[rows[best]] = placement.objective[best]
+        measures[rows[best]] = placement.measures[best]
+    return objective, measures, {"status": status, "value": value}

@@ -30,7 +30,7 @@ from ribs.emitters import (
 
 from evoemotion.choices import EMITTERS, MAP_ELITES_DEFAULTS
 from evoemotion.errors import ConfigError
-from evoemotion.search.archive_search import ArchiveSearch, as_solutions
+from evoemotion.search.archive_search import ArchiveSearch, as_solutions, told_rows
 
 if TYPE_CHECKING:
     from evoemotion.archives import ArchiveSpec, Placement
@@ -72,7 +72,9 @@ class GenomeEmitter(EmitterBase):
         if not 0.0 <= crossover_prob <= 1.0:
             raise ConfigError(f"crossover probability must be in [0, 1], got {crossover_prob}")
         if crossover_prob > 0 and not genotype.has_crossover:
-            raise ConfigError(f"genotype {genotype.name!r} has no crossover; use --crossover 0")
+            raise ConfigError(
+                f"genotype {genotype.name!r} has no crossover; use `crossover_prob` 0"
+            )
         super().__init__(
             archive,
             solution_dim=archive.solution_dim,
@@ -121,7 +123,7 @@ def split_batch(batch_size: int, parts: int) -> list[int]:
     """
     if not 1 <= parts <= batch_size:
         raise ConfigError(
-            f"--emitters must be between 1 and the batch size {batch_size}, got {parts}"
+            f"`emitters` must be between 1 and the batch size {batch_size}, got {parts}"
         )
     return [batch_size // parts + (i < batch_size % parts) for i in range(parts)]
 
@@ -170,7 +172,7 @@ class MapElites(ArchiveSearch):
         if emitter != "genome" and genotype.solution_dim is None:
             raise ConfigError(
                 f"emitter {emitter!r} needs a flat-vector genotype; "
-                f"{genotype.kind!r} genomes use --emitter genome"
+                f"{genotype.kind!r} genomes use `emitter` genome"
             )
         if sigma <= 0 or line_sigma < 0:
             raise ConfigError(f"sigma must be > 0 and line sigma >= 0, got {sigma}, {line_sigma}")
@@ -256,19 +258,9 @@ class MapElites(ArchiveSearch):
         """
         if self.archive.empty:
             return
-        n = len(solutions)
-        rows = placement.source
-        status = np.zeros(n, dtype=np.int32)
-        value = np.full(n, (add_info["value"].min() if len(rows) else 0.0) - 1.0)
-        objective = np.zeros(n)
-        measures = np.tile([low for low, _ in self.spec.ranges], (n, 1))
-        if len(rows):
-            order = np.lexsort((add_info["value"], add_info["status"], rows))
-            best = order[np.r_[rows[order][1:] != rows[order][:-1], True]]
-            status[rows[best]] = add_info["status"][best]
-            value[rows[best]] = add_info["value"][best]
-            objective[rows[best]] = placement.objective[best]
-            measures[rows[best]] = placement.measures[best]
+        objective, measures, info = told_rows(
+            len(solutions), placement, add_info, self.spec.ranges
+        )
         start = 0
         for emitter, count in zip(self.emitters, self._emitted, strict=True):
             part = slice(start, start + count)
@@ -276,6 +268,6 @@ class MapElites(ArchiveSearch):
                 solutions[part],
                 objective[part],
                 measures[part],
-                {"status": status[part], "value": value[part]},
+                {"status": info["status"][part], "value": info["value"][part]},
             )
             start += count

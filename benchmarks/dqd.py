@@ -1,0 +1,183 @@
+"""DQD (CMA-MEGA, OMG-MEGA) against iso-line MAP-Elites and random search at equal wall-clock.
+
+Every run gets the same wall-clock budget (``--seconds``, default 300 s per run; at least one
+iteration; one untimed warm-up iteration of every algorithm first) on the same
+evaluator (bundled classifier, cppn genotype, images rendered at 64 px and scored at 128 px)
+and fills the same archive spec; the objective is ``confidence`` everywhere (DQD needs a
+differentiable one). Archives: ``va`` (20 x 20), ``categorical`` (1,024 CVT cells) and
+``per-class``. For each run it prints QD score, coverage, the best probability of every class
+over the archive's elites, evaluations and gradient evaluations, and ratios to iso-line and
+to random. Reference rows: pixel-space gradient ascent per class (a free 64 px image, Adam on
+the class probability: the most the classifier can be pushed to at that size) and each
+class's 99th-percentile probability over real Emotion6 images (``--real`` of them, when the
+data is there). Targets on a 2-core CPU: va coverage >= 2x iso-line's, categorical QD >= 2x
+iso-line's, per-class best image of every class >= that class's real 99th percentile.
+
+    python benchmarks/dqd.py [--seconds 300] [--seeds 2] [--archives va,categorical,per-class]
+        [--algorithms cma-mega,omg-mega,iso-line,random] [--sigma 1.0] [--lr 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from evoemotion.archives import make_archive_spec
+from evoemotion.emotion import load_model
+from evoemotion.genotypes import load_genotype
+from evoemotion.pipeline import Evaluator
+from evoemotion.scoring import Scorer
+from evoemotion.search import make_search
+
+#: Cells (or bins per axis) of each archive kind in the comparison.
+CELLS = {"va": 20, "categorical": 1024, "per-class": None}
+
+
+def variants(args: argparse.Namespace) -> dict[str, tuple[str, dict]]:
+    """Label -> (algorithm, options) of every compared search."""
+    dqd = {"emitters": args.emitters, "sigma": args.sigma, "lr": args.lr,
+           "optimizer": args.optimizer}
+    return {
+        "cma-mega": ("dqd", {"emitter": "cma-mega", **dqd}),
+        "cma-maega": ("dqd", {"emitter": "cma-maega", **dqd}),
+        "omg-mega": ("dqd", {"emitter": "omg-mega", **dqd, "sigma": args.omg_sigma}),
+        "iso-line": ("map-elites", {"emitter": "iso-line"}),
+        "random": ("random", {}),
+    }
+
+
+def run_for(seconds: float, algorithm: str, options: dict, *, genotype, spec, evaluator,
+            batch_size: int, seed: int) -> dict:
+    """Step one search until ``seconds`` have passed; summarise its archive."""
+    state = make_search(algorithm, genotype=genotype, spec=spec, batch_size=batch_size,
+                        seed=seed, options=options)
+    start = time.perf_counter()
+    row = state.step(evaluator)
+    while time.perf_counter() - start < seconds:
+        row = state.step(evaluator)
+    data = state.archive.data()
+    classes = [spec.output_names.index(c) for c in evaluator.scorer.class_names]
+    best = data["outputs"][:, classes].max(axis=0) if len(data["index"]) else np.zeros(
+        len(classes))
+    return {"qd": row["qd_score"], "coverage": row["coverage"], "best": best,
+            "evaluations": row["evaluations"],
+            "gradients": row.get("gradient_evaluations", 0), "iterations": row["iteration"]}
+
+
+def pixel_ascent(scorer: Scorer, size: int, steps: int) -> np.ndarray:
+    """Best class probability reached by Adam on free images (one per class)."""
+    k = len(scorer.class_names)
+    logits = torch.zeros((k, 3, size, size), requires_grad=True)
+    optimiser = torch.optim.Adam([logits], lr=0.05)
+    for _ in range(steps):
+        probs = scorer.forward(torch.sigmoid(logits))["probs"]
+        loss = -probs[torch.arange(k), torch.arange(k)].sum()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        images = torch.floor(torch.sigmoid(logits) * 255 + 0.5) / 255
+        return np.diag(scorer.score_tensor(images)["probs"])
+
+
+def real_percentile(scorer: Scorer, count: int, size: int) -> np.ndarray | None:
+    """Each class's 99th-percentile probability over ``count`` Emotion6 images, or None."""
+    from PIL import Image
+
+    from evoemotion.emotion.datasets import load_emotion6, read_image
+    from evoemotion.errors import EvoEmotionError
+
+    try:
+        data = load_emotion6()
+    except EvoEmotionError:
+        return None
+    picked = np.linspace(0, len(data) - 1, min(count, len(data))).astype(int)
+    images = np.stack([np.asarray(Image.fromarray(read_image(data.path(int(i)))).resize(
+        (size, size), Image.BILINEAR)) for i in picked])
+    return np.percentile(scorer.score(images)["probs"], 99, axis=0)
+
+
+def main() -> None:
+    """Run every (archive, algorithm, seed) for the same wall-clock; print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=300.0, help="wall-clock per run")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per algorithm")
+    parser.add_argument("--archives", default="va,categorical,per-class")
+    parser.add_argument("--algorithms", default="cma-mega,omg-mega,iso-line,random")
+    parser.add_argument("--batch-size", type=int, default=64, help="genomes per iteration")
+    parser.add_argument("--emitters", type=int, default=4, help="DQD emitters")
+    parser.add_argument("--sigma", type=float, default=1.0, help="CMA-MEGA sigma0")
+    parser.add_argument("--omg-sigma", type=float, default=1.0, help="OMG-MEGA sigma_g")
+    parser.add_argument("--lr", type=float, default=1.0, help="CMA-MEGA solution-point lr")
+    parser.add_argument("--optimizer", default="gradient_ascent", help="adam|gradient_ascent")
+    parser.add_argument("--classifier", default="default", help="checkpoint or 'default'")
+    parser.add_argument("--genotype", default="cppn", help="flat CPPN preset")
+    parser.add_argument("--render-size", type=int, default=64)
+    parser.add_argument("--score-size", type=int, default=128)
+    parser.add_argument("--ascent-steps", type=int, default=100, help="pixel-space Adam steps")
+    parser.add_argument("--real", type=int, default=400, help="Emotion6 images for the p99 row")
+    args = parser.parse_args()
+    model = load_model(args.classifier)
+    scorer = Scorer([model], device="cpu", batch_size=16, size=args.score_size)
+    genotype = load_genotype(args.genotype)
+    evaluator = Evaluator(genotype, scorer, render_size=args.render_size)
+    names = scorer.class_names
+    print(f"classifier {args.classifier} ({model.identity[:12]}), genotype {args.genotype}, "
+          f"{args.render_size} px scored at {args.score_size} px, {args.seconds:.0f} s per run, "
+          f"seeds 0..{args.seeds - 1}, batch {args.batch_size}, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    table = variants(args)
+    for kind in args.archives.split(","):
+        spec = make_archive_spec(kind, class_names=names, regression_names=scorer.regression_names,
+                                 scales=scorer.scales, objective="confidence", cells=CELLS[kind])
+        for label in args.algorithms.split(","):  # untimed: torch/oneDNN set-up per shape
+            algorithm, options = table[label]
+            run_for(0.0, algorithm, options, genotype=genotype, spec=spec, evaluator=evaluator,
+                    batch_size=args.batch_size, seed=99)
+        results = {}
+        for label in args.algorithms.split(","):
+            algorithm, options = table[label]
+            results[label] = [run_for(args.seconds, algorithm, options, genotype=genotype,
+                                      spec=spec, evaluator=evaluator,
+                                      batch_size=args.batch_size, seed=seed)
+                              for seed in range(args.seeds)]
+        mean = {label: {key: statistics.mean(r[key] for r in runs) for key in
+                        ("qd", "coverage", "evaluations", "gradients", "iterations")}
+                for label, runs in results.items()}
+        print(f"\n{kind} ({spec.cells} cells)\n")
+        print("| algorithm | QD score | coverage | QD / iso-line | coverage / iso-line | "
+              "QD / random | evaluations | gradient evals | iterations | "
+              + " | ".join(f"best {c}" for c in names) + " |")
+        print("|---|" + "---:|" * (9 + len(names)))
+        for label, runs in results.items():
+            m = mean[label]
+            iso, rnd = mean.get("iso-line"), mean.get("random")
+            best = np.mean([r["best"] for r in runs], axis=0)
+            print(f"| {label} | {m['qd']:.2f} | {m['coverage']:.3f} | "
+                  f"{m['qd'] / iso['qd'] if iso else float('nan'):.2f} | "
+                  f"{m['coverage'] / iso['coverage'] if iso else float('nan'):.2f} | "
+                  f"{m['qd'] / rnd['qd'] if rnd else float('nan'):.2f} | "
+                  f"{m['evaluations']:.0f} | {m['gradients']:.0f} | {m['iterations']:.0f} | "
+                  + " | ".join(f"{b:.3f}" for b in best) + " |")
+    print("\nreference rows (best probability per class)\n")
+    print("| reference | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    ascent = pixel_ascent(scorer, args.render_size, args.ascent_steps)
+    print(f"| pixel-space ascent ({args.ascent_steps} Adam steps, {args.render_size} px) | "
+          + " | ".join(f"{p:.3f}" for p in ascent) + " |")
+    real = real_percentile(scorer, args.real, args.score_size)
+    if real is None:
+        print("| real Emotion6 p99 | data not found (set EVOEMOTION_DATA) |")
+    else:
+        print(f"| real Emotion6 p99 ({args.real} images) | "
+              + " | ".join(f"{p:.3f}" for p in real) + " |")
+    print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Jacobians of the archive's objective and measures through render, scoring and classifier,
+against finite differences; the torch render path of the Evaluator against the Numba one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from evoemotion.archives import make_archive_spec
+from evoemotion.errors import ConfigError
+from evoemotion.genotypes import load_genotype
+from evoemotion.genotypes.presets import find_preset, read_preset
+from evoemotion.gradients import value_and_jacobian
+from evoemotion.pipeline import Evaluator
+from evoemotion.render.differentiable import render_torch
+from evoemotion.scoring import Scorer
+
+
+def spec_for(scorer, kind, **kwargs):
+    return make_archive_spec(kind, class_names=scorer.class_names,
+                             regression_names=scorer.regression_names, scales=scorer.scales,
+                             **kwargs)
+
+
+@pytest.fixture(scope="module")
+def small_cppn():
+    table = read_preset(find_preset("cppn-hsv"))
+    return load_genotype({"name": "small", **table, "hidden_layers": 1, "layer_width": 3})
+
+
+@pytest.fixture(scope="module")
+def scorer64(tiny_emotion_model):
+    # An ensemble of two float64 models, with two crops: every averaging step is on the path.
+    models = [tiny_emotion_model(seed, torch.float64) for seed in range(2)]
+    return Scorer(models, device="cpu", crops=2, size=12, batch_size=64)
+
+
+@pytest.mark.parametrize(("kind", "rows"), [("categorical", None), ("va", None),
+                                            ("per-class", [2, 0])])
+def test_jacobian_matches_central_finite_differences(small_cppn, scorer64, kind, rows):
+    spec = spec_for(scorer64, kind, objective="confidence", **(
+        {"cells": 6} if kind == "categorical" else {}))
+    genomes = np.array(small_cppn.random(np.random.default_rng(4), 2)) * 0.7
+    rows = None if rows is None else np.array(rows)
+
+    base, jacobian = value_and_jacobian(small_cppn, scorer64, spec, genomes, render_size=8,
+                                        rows=rows, dtype=torch.float64)
+    assert jacobian.shape == (2, 1 + len(spec.ranges), small_cppn.solution_dim)
+    # Every +-eps perturbation of every weight of both genomes, in one batch.
+    eps, d = 1e-5, small_cppn.n_weights
+    steps = np.zeros((2, d, 2, small_cppn.solution_dim))
+    steps[:, np.arange(d), 0, np.arange(d)] = eps
+    steps[:, np.arange(d), 1, np.arange(d)] = -eps
+    perturbed = (genomes[:, None, None, :] + steps).reshape(-1, small_cppn.solution_dim)
+    wanted = None if rows is None else np.repeat(rows, 2 * d)
+    values, _ = value_and_jacobian(small_cppn, scorer64, spec, perturbed, render_size=8,
+                                   rows=wanted, dtype=torch.float64)
+    values = values.reshape(2, d, 2, -1)
+    numeric = np.zeros_like(jacobian)
+    numeric[:, :, :d] = ((values[:, :, 0] - values[:, :, 1]) / (2 * eps)).transpose(0, 2, 1)
+    scale = np.abs(numeric).max()
+    assert scale > 1e-6
+    np.testing.assert_allclose(jacobian, numeric, atol=1e-4 * scale, rtol=1e-3)
+    assert np.all(jacobian[:, :, small_cppn.n_weights:] == 0)  # activation genes held fixed
+    if kind == "per-class":
+        # Row k of an image is p_k: the objective is the probability of the asked class.
+        with torch.no_grad():
+            images = render_torch(small_cppn, torch.tensor(genomes), 8)
+            probs = scorer64.forward(images)["probs"].numpy()
+        np.testing.assert_allclose(base[:, 0], probs[[0, 1], rows], rtol=1e-12)
+        assert np.all(jacobian[:, 1] == 0)  # the cell's measure is a constant
+
+
+def test_aesthetic_has_no_gradient_and_sims_no_torch_renderer(scorer64, small_cppn):
+    spec = spec_for(scorer64, "va")  # objective aesthetic by default on grids
+    genomes = np.zeros((1, small_cppn.solution_dim))
+    with pytest.raises(ConfigError, match="'aesthetic' has no gradient"):
+        value_and_jacobian(small_cppn, scorer64, spec, genomes, render_size=8,
+                           dtype=torch.float64)
+    with pytest.raises(ConfigError, match="no differentiable renderer.*cppn-hsv"):
+        value_and_jacobian(load_genotype("sims"), scorer64, spec, genomes, render_size=8)
+
+
+def test_torch_render_path_scores_like_the_numba_path(tiny_emotion_model):
+    scorer = Scorer([tiny_emotion_model()], device="cpu", size=32, batch_size=4)
+    genotype = load_genotype("cppn")
+    genomes = np.array(genotype.random(np.random.default_rng(0), 6))
+    numba = Evaluator(genotype, scorer, render_size=32, chunk_size=4)
+    on_device = Evaluator(genotype, scorer, render_size=32, chunk_size=4, renderer="torch")
+    assert numba.renderer == "numba" and on_device.renderer == "torch"
+    a = numba.evaluate(genomes, keep_images=True)
+    b = on_device.evaluate(genomes, keep_images=True)
+    assert np.abs(a.images.astype(int) - b.images).max() <= 1
+    for name in a.names:
+        np.testing.assert_allclose(a[name], b[name], atol=1e-3)
+    numba.close()
+    on_device.close()
+    with pytest.raises(ConfigError, match="renderer must be one of"):
+        Evaluator(genotype, scorer, renderer="opengl")
+    with pytest.raises(ConfigError, match="no differentiable renderer"):
+        Evaluator(load_genotype("sims"), scorer, renderer="torch")
