@@ -370,14 +370,14 @@ def make_archive_spec(
         raise ConfigError(f"archive must be one of {', '.join(ARCHIVE_KINDS)}, got {kind!r}")
     available = list(class_names) + list(regression_names)
     if measures is not None and kind != "measures":
-        raise ConfigError(f"--measures goes with --archive measures, not {kind!r}")
+        raise ConfigError(f"`measures` goes with `kind` measures, not {kind!r}")
     if kind in ("categorical", "per-class"):
         if len(class_names) < 2:
             raise ConfigError(f"archive {kind!r} needs a categorical classifier head")
         measure_names = list(class_names)
     elif kind == "measures":
         if measures is None or len(measures) != 2 or measures[0] == measures[1]:
-            raise ConfigError(f"--measures needs two different output names, got {measures}")
+            raise ConfigError(f"`measures` needs two different output names, got {measures}")
         measure_names = list(measures)
     else:
         measure_names = ["valence", "arousal", "dominance"][: len(kind)]
@@ -387,14 +387,14 @@ def make_archive_spec(
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if kind == "per-class" and objective != "confidence":
-        raise ConfigError("the per-class archive's objective is p_k: use --objective confidence")
+        raise ConfigError("the per-class archive's objective is p_k: use `objective` confidence")
     if objective == "confidence" and not class_names:
         raise ConfigError("objective 'confidence' needs a categorical classifier head")
     if kind == "per-class" and cells is not None:
-        raise ConfigError("the per-class archive has one cell per class: drop --cells")
+        raise ConfigError("the per-class archive has one cell per class: drop `cells`")
     cells = DEFAULT_CELLS.get(kind) if cells is None else cells
     if cells is not None and cells < 2:
-        raise ConfigError(f"--cells must be at least 2, got {cells}")
+        raise ConfigError(f"`cells` must be at least 2, got {cells}")
     features = [objective] if objective in IMAGE_FEATURES else []
     output_names = available + list(extra_outputs) + features
     common = {"kind": kind, "objective": objective, "output_names": output_names}

@@ -438,11 +438,11 @@ def dask_client(
         EvoEmotionError: The scheduler cannot be reached.
     """
     if (workers is None) == (scheduler is None):
-        raise ConfigError("give exactly one of --workers and --scheduler")
+        raise ConfigError("give exactly one of `workers` and `scheduler`")
     if scheduler is not None:
         check_scheduler_address(scheduler)
     elif workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
+        raise ConfigError(f"`workers` must be at least 1, got {workers}")
     logger = logging.getLogger("distributed")
     level = logger.level
     logger.setLevel(logging.CRITICAL)

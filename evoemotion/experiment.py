@@ -181,7 +181,7 @@ def load_classifiers(sources: list[str], device: str = "cpu") -> list[EmotionMod
     from evoemotion.emotion import load_model
 
     if not sources:
-        raise ConfigError("at least one --classifier is needed")
+        raise ConfigError("at least one `classifiers` is needed")
     return [load_model(source, device=device) for source in sources]
 
 
@@ -314,7 +314,7 @@ def start_run(
     from evoemotion.search import make_search
 
     if config.iterations < 0:
-        raise ConfigError(f"--iterations must be >= 0, got {config.iterations}")
+        raise ConfigError(f"`iterations` must be >= 0, got {config.iterations}")
     snapshot = None
     if config.continue_from is not None:
         source = RunFolder.open(config.continue_from, checkpoint=False)

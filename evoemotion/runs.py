@@ -478,7 +478,7 @@ def run_iterations(
         ConfigError: ``checkpoint_every`` is negative.
     """
     if checkpoint_every < 0:
-        raise ConfigError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
+        raise ConfigError(f"`checkpoint_every` must be >= 0, got {checkpoint_every}")
     while state.iteration < iterations and not (stop and stop.is_set()):
         row = state.step(evaluator)
         folder.append_metrics(row)

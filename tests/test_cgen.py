@@ -440,7 +440,7 @@ def test_cli_train_resume_sample_evaluate(classifier, tmp_path, capsys):
     assert "was scored by classifier ffffffffffff" in capsys.readouterr().err
     (run / "elites.csv").unlink()
     assert main(["cgen", "evaluate", str(gen), "--compare", str(run)]) == 2
-    assert "no elites.csv" in capsys.readouterr().err
+    assert "no archive.npz and no elites.csv" in capsys.readouterr().err
 
     (tmp_path / "broken.pt").write_bytes(b"\x00" * 10)
     assert main(["cgen", "evaluate", str(tmp_path / "broken.pt")]) == 2

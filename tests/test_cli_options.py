@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from evoemotion.choices import MAP_ELITES_DEFAULTS, NOVELTY_DEFAULTS
-from evoemotion.cli import build_parser
+from evoemotion.cli import build_parser, main
 
 
 def parse(*argv: str):
@@ -84,3 +84,22 @@ def test_help_imports_no_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_library_errors_name_parameters_and_the_command_line_shows_flags(tmp_path, capsys):
+    from evoemotion.archives import make_archive_spec
+    from evoemotion.cli import _command_parser, as_flags
+    from evoemotion.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="drop `cells`"):
+        make_archive_spec("per-class", class_names=["a", "b"], regression_names=[], scales={},
+                          cells=4)
+    parser = build_parser()
+    run = _command_parser(parser, parser.parse_args(["run"]))
+    render = _command_parser(parser, parser.parse_args(["render", "x.json"]))
+    message = "`cells` 3; `k` 2; `crossover_prob` 1; `classifiers`; `kind`; `unknown_thing`"
+    assert as_flags(message, run) == ("--cells 3; --neighbors 2; --crossover 1; --classifier; "
+                                      "--archive; unknown_thing")
+    assert as_flags("`cells` 3,5: outside", render) == "--cell 3,5: outside"
+    assert main(["run", "--iterations", "-1", "--out", str(tmp_path / "r")]) == 2
+    assert "evoemotion run: error: --iterations must be >= 0, got -1" in capsys.readouterr().err

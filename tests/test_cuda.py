@@ -1,9 +1,10 @@
 """The CUDA paths: scorer precision, Evaluator, MAP-Elites + resume, cgen, fine-tuning.
 
 Every test here is marked ``cuda`` and skips without a GPU, so CI (no GPU) collects and
-skips them. ``EVOEMOTION_CUDA_TESTS_ON_CPU=1`` runs them on the CPU instead (bfloat16
-autocast standing in for CUDA's), which is how ``benchmarks/gpu/check.sh --cpu`` tests
-this file on a machine without a GPU. ``pytest -m cuda`` selects them.
+skips them. ``EVOEMOTION_CUDA_TESTS_ON_CPU=1`` runs them on the CPU instead, small and in
+float32 (CPU bfloat16 autocast of the EfficientNet-Lite backbone is slower than float32 on
+the 2-core development machine), which is how ``benchmarks/gpu/check.sh --cpu`` tests this
+file on a machine without a GPU. ``pytest -m cuda`` selects them.
 
 Stated tolerance of bfloat16 scoring (CUDA's default precision: autocast + channels-last)
 against CPU float32, on random CPPN images scored by the bundled classifier at 224 px:
@@ -42,8 +43,11 @@ def _device() -> str | None:
 
 
 DEVICE = _device()
-#: CUDA's default scoring precision is bf16 (``auto``); on the CPU stand-in, bf16 explicitly.
-PRECISION = "auto" if DEVICE == "cuda" else "bf16"
+ON_GPU = DEVICE == "cuda"
+#: CUDA's default scoring precision (``auto``) is bf16; the CPU stand-in scores in float32.
+PRECISION = "auto" if ON_GPU else "fp32"
+#: Scoring side and image count: the stated tolerance is for 224 px; the CPU stand-in is small.
+SCORE_SIZE, IMAGES = (224, 48) if ON_GPU else (64, 8)
 
 pytestmark = [
     pytest.mark.cuda,
@@ -56,7 +60,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def cppn_images():
     genotype = load_genotype("cppn")
-    genomes = np.stack(genotype.random(np.random.default_rng(0), 48))
+    genomes = np.stack(genotype.random(np.random.default_rng(0), IMAGES))
     return genotype, genomes, render(genotype, genomes, 64)
 
 
@@ -74,13 +78,12 @@ def _assert_close_to_fp32(out, exact) -> None:
 
 def test_scorer_on_the_device_agrees_with_cpu_float32(default_model, cppn_images):
     _, _, images = cppn_images
-    exact = Scorer([load_model("default")], device="cpu", size=224, precision="fp32").score(
-        images
-    )
-    scorer = Scorer([default_model], device=DEVICE, size=224, precision=PRECISION,
+    exact = Scorer([load_model("default")], device="cpu", size=SCORE_SIZE,
+                   precision="fp32").score(images)
+    scorer = Scorer([default_model], device=DEVICE, size=SCORE_SIZE, precision=PRECISION,
                     batch_size=16)
-    assert scorer.bf16 and scorer.device.type == DEVICE
-    if DEVICE == "cuda":
+    assert scorer.bf16 == ON_GPU and scorer.device.type == DEVICE
+    if ON_GPU:
         assert scorer._channels_last
         weight = next(p for p in scorer.models[0].parameters() if p.ndim == 4)
         assert weight.is_cuda and weight.is_contiguous(memory_format=torch.channels_last)
@@ -95,7 +98,7 @@ def test_scorer_on_the_device_agrees_with_cpu_float32(default_model, cppn_images
 
 def test_evaluator_end_to_end_on_the_device(default_model, cppn_images):
     genotype, genomes, images = cppn_images
-    scorer = Scorer([default_model], device=DEVICE, size=224, precision=PRECISION,
+    scorer = Scorer([default_model], device=DEVICE, size=SCORE_SIZE, precision=PRECISION,
                     batch_size=16)
     evaluator = Evaluator(genotype, scorer, render_size=64, chunk_size=16)
     try:
@@ -104,9 +107,8 @@ def test_evaluator_end_to_end_on_the_device(default_model, cppn_images):
         evaluator.close()
     np.testing.assert_array_equal(out.images, images)
     assert len(out) == len(genomes)
-    exact = Scorer([load_model("default")], device="cpu", size=224, precision="fp32").score(
-        images
-    )
+    exact = Scorer([load_model("default")], device="cpu", size=SCORE_SIZE,
+                   precision="fp32").score(images)
     _assert_close_to_fp32(out, exact)
 
 
@@ -134,10 +136,13 @@ def test_map_elites_on_the_device_and_its_exact_resume(tiny_classifier, tmp_path
     run_iterations(whole.folder, whole.state, whole.evaluator, iterations=4)
     parted = start_run(config, tmp_path / "parted")
     run_iterations(parted.folder, parted.state, parted.evaluator, iterations=2)
+    parted.close()
     resumed = resume_run(tmp_path / "parted")
     assert resumed.state.iteration == 2
     assert resumed.evaluator.scorer.device.type == DEVICE
     run_iterations(resumed.folder, resumed.state, resumed.evaluator, iterations=4)
+    whole.close()
+    resumed.close()
     assert len(whole.state.archive) > 0
     for a, b in zip(_archive(whole.state), _archive(resumed.state), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -192,7 +197,8 @@ def test_train_finetune_one_epoch_on_the_device(tmp_path, capsys):
 
     spec = _finetune_dataset(data_root(), tmp_path)
     out = tmp_path / "ft.pt"
-    assert main(["train", "--dataset", spec, "--head", "categorical,va", "--size", "128",
+    size = 128 if ON_GPU else 64
+    assert main(["train", "--dataset", spec, "--head", "categorical,va", "--size", str(size),
                  "--epochs", "5", "--batch-size", "64", "--finetune", "--finetune-epochs", "1",
                  "--split", "0.6,0.2,0.2", "--device", DEVICE, "--no-cache", "--lexicon",
                  "none", "--out", str(out)]) == 0
@@ -205,9 +211,26 @@ def test_train_finetune_one_epoch_on_the_device(tmp_path, capsys):
         model.backbone.state_dict().values(), start.backbone.state_dict().values(), strict=True)
         if a.is_floating_point()]
     assert any(changed)
-    x = torch.rand(4, 3, 128, 128)
+    x = torch.rand(4, 3, size, size)
     with torch.no_grad():
-        on_cpu = model(model.preprocess(x, 128))["probs"]
+        on_cpu = model(model.preprocess(x, size))["probs"]
         device_model = model.to(DEVICE)
-        on_device = device_model(device_model.preprocess(x.to(DEVICE), 128))["probs"].cpu()
+        on_device = device_model(device_model.preprocess(x.to(DEVICE), size))["probs"].cpu()
     torch.testing.assert_close(on_device, on_cpu, atol=5e-3, rtol=0)
+
+
+@pytest.mark.parametrize("preset", ["cppn", "cppn-hsv"])
+def test_torch_cppn_renderer_on_the_device_agrees_with_numba(preset):
+    from evoemotion.render.differentiable import render_torch, to_uint8
+
+    genotype = load_genotype(preset)
+    genomes = np.stack(genotype.random(np.random.default_rng(1), IMAGES))
+    expected = render(genotype, genomes, 64)
+    weights = torch.tensor(genomes, dtype=torch.float32, device=DEVICE, requires_grad=True)
+    images = render_torch(genotype, weights, 64)
+    assert images.device.type == DEVICE and images.shape == (IMAGES, 3, 64, 64)
+    levels = np.abs(to_uint8(images).astype(np.int16) - expected.astype(np.int16))
+    assert levels.max() <= 1
+    images.mean().backward()
+    assert weights.grad.device.type == DEVICE and torch.isfinite(weights.grad).all()
+    assert weights.grad[:, : genotype.n_weights].abs().sum() > 0

@@ -106,7 +106,7 @@ def test_balanced_losses_recover_a_rare_class():
 
     def rare_recall(balance: str) -> float:
         chosen = TrainConfig(**{**config.__dict__, "balance": balance})
-        fit_heads(model, rows, None, chosen, stop_at={"categorical": 30})
+        fit_heads(model, rows, None, config=chosen, stop_at={"categorical": 30})
         with torch.no_grad():
             guess = model.predict_from_embedding(torch.from_numpy(features))["probs"].argmax(1)
         return float((guess.numpy()[label == 1] == 1).mean())

@@ -85,6 +85,14 @@ def test_train_evaluate_classify_commands(tmp_path, labelled_csv, capsys):
     assert set(report) == {"categorical", "category"}
     assert sum(c["support"] for c in report["category"]["per_class"].values()) == 3
     assert json.loads((tmp_path / "m.json").read_text())["set"]["n"] == 3
+    argv = ["evaluate", str(model), "--reachability", "--steps", "2", "--restarts", "1"]
+    argv += ["--size", "32", "--device", "cpu", "--report", str(tmp_path / "reach"), *common]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "reachable outputs" in out and "cppn" in out and "valence" in out
+    rows = (tmp_path / "reach" / "reachability.csv").read_text().splitlines()
+    assert rows[0] == "output,direction,pixels,cppn" and len(rows) == 1 + 3 + 4
+    assert (tmp_path / "reach" / "reachability.png").stat().st_size > 1000
     argv = [
         "classify",
         str(tmp_path / "0.png"),

@@ -1,4 +1,4 @@
-"""EmotionModel (Contract B): backbones, heads, preprocessing, checkpoints, bundled default."""
+"""EmotionModel: backbones, heads, preprocessing, checkpoints, bundled default."""
 
 from __future__ import annotations
 
@@ -227,3 +227,16 @@ def test_bundled_default_loads_offline_and_scores_a_batch():
     for name in model.regression_names:
         assert ((out[name] > 1.0) & (out[name] < 9.0)).all()
     assert model.metadata["metrics"]["test"]["emotion6"]["categorical"]["n"] > 300
+    assert model.metadata["train_config"]["labels"] == "category"
+
+
+def test_bundled_raters_model_shares_everything_but_the_categorical_head():
+    default, raters = load_model("default"), load_model("raters")
+    assert raters.class_names == default.class_names and raters.identity != default.identity
+    assert raters.metadata["train_config"].get("labels", "soft") == "soft"
+    assert torch.equal(raters.feature_mean, default.feature_mean)
+    for name in ("va", "dominance"):
+        for key, value in raters.heads[name].state_dict().items():
+            assert torch.equal(default.heads[name].state_dict()[key], value)
+    split = default.metadata["split"]["datasets"]
+    assert split == raters.metadata["split"]["datasets"]  # the same held-out test images

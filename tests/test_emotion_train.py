@@ -280,14 +280,14 @@ def test_refitting_keeps_each_head_at_its_epoch_count(tmp_path):
     config = tiny_config(tmp_path)
 
     def heads_after(stop_at):
-        fit_heads(model, rows, None, config, stop_at=stop_at)
+        fit_heads(model, rows, None, config=config, stop_at=stop_at)
         return {k: v.clone() for k, v in model.heads.state_dict().items()}
 
     short, long = heads_after({"categorical": 2, "va": 2}), heads_after({"categorical": 2, "va": 5})
     assert all(torch.equal(short[k], long[k]) for k in short if k.startswith("categorical"))
     assert not all(torch.equal(short[k], long[k]) for k in short if k.startswith("va"))
     with pytest.raises(ConfigError, match="validation rows or an epoch count"):
-        fit_heads(model, rows, None, config)
+        fit_heads(model, rows, None, config=config)
 
 
 def test_finetune_changes_backbone_and_is_saved_with_it(tmp_path, warm_cool):

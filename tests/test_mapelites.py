@@ -83,7 +83,7 @@ def test_object_genomes_evolve_with_the_genome_emitter(scorer, kind):
 
 
 def test_vector_emitters_refuse_object_genomes(scorer):
-    with pytest.raises(ConfigError, match="--emitter genome"):
+    with pytest.raises(ConfigError, match="`emitter` genome"):
         MapElites(genotype=load_genotype("sims"), spec=make_spec(scorer, cells=4),
                   batch_size=4, seed=0, emitter="cma-me")
 
@@ -137,7 +137,7 @@ def test_make_search_rejects_unknown_algorithms_and_options(scorer):
     with pytest.raises(ConfigError, match="emitter_count"):
         make_search("map-elites", genotype=load_genotype("cppn"), spec=spec, batch_size=4,
                     seed=0, options={"emitter_count": 3})
-    with pytest.raises(ConfigError, match="--emitters"):
+    with pytest.raises(ConfigError, match="`emitters`"):
         MapElites(genotype=load_genotype("cppn"), spec=spec, batch_size=4, seed=0, emitters=5)
     with pytest.raises(ConfigError, match="at least 2 genomes per emitter"):
         MapElites(genotype=load_genotype("cppn"), spec=spec, batch_size=6, seed=0, emitters=4,

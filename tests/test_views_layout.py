@@ -91,6 +91,6 @@ def test_vector_formats(tmp_path, fmt):
 
 def test_unknown_format_is_a_config_error(tmp_path):
     (panel,) = grid_panels(np.array([[0, 0]]), [2, 2], [(0, 1)] * 2, ["x", "y"], np.zeros(1))
-    with pytest.raises(ConfigError, match="--format"):
+    with pytest.raises(ConfigError, match="`fmt`"):
         save_figure(mosaic_figure([panel], [np.zeros((8, 8, 3), np.uint8)]), tmp_path / "m",
                     "jpg")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check in one call (no network needed): install the carried wheels into a temporary
-# target, run the CUDA tests, then time the pipeline, a default run, DQD vs MAP-Elites and a
-# full fine-tune of the default classifier. Tables go to OUTDIR/summary.md, everything
+# target, run the CUDA tests, then time the pipeline, the torch vs Numba renderers, a default
+# run and a full fine-tune of the default classifier. Tables go to OUTDIR/summary.md, everything
 # printed to OUTDIR/check.log. Each step has its own time cap and the whole check stops
 # starting steps after CHECK_BUDGET seconds (default 470), so it ends within 8 minutes.
+# CAP_SCALE=N multiplies every cap and the default budget (a slow or busy CPU machine).
 #
 #   benchmarks/gpu/prepare.sh                  # first, on a machine with PyPI
 #   benchmarks/gpu/check.sh [OUTDIR]           # on the GPU machine (OUTDIR default: $OUT)
@@ -20,7 +21,7 @@ out="${OUT:-}"
 for arg in "$@"; do
   case "$arg" in
     --cpu) mode=cpu ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "check.sh: unknown option $arg (use --cpu, or --help)" >&2; exit 2 ;;
     *) out="$arg" ;;
   esac
@@ -33,7 +34,8 @@ mkdir -p "$out" && out="$(cd "$out" && pwd)"
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 python="${PYTHON:-python3}"
-budget="${CHECK_BUDGET:-470}"
+scale="${CAP_SCALE:-1}"
+budget="${CHECK_BUDGET:-$((470 * scale))}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/evoemotion-check.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 summary="$out/summary.md"
@@ -61,9 +63,10 @@ echo "|---|---|---:|" >> "$work/steps.md"
 # step NAME CAP COMMAND...: run COMMAND (or a function below, which sees the variables named
 # in shared) under min(CAP, budget left) seconds; log its output, copy its markdown table
 # lines into the summary and record its status and time.
-shared=(python here root work out device evo pipeline run_small finetune datasets race_s)
+shared=(python here root work out device evo pipeline score_px eval_size run_small render
+        finetune datasets)
 step() {
-  local name="$1" cap="$2"
+  local name="$1" cap=$(($2 * scale))
   shift 2
   local left=$((budget - (SECONDS - start)))
   if [ "$cap" -gt "$left" ]; then cap="$left"; fi
@@ -148,29 +151,38 @@ evo=("$python" -m evoemotion)
 
 if [ "$mode" = gpu ]; then
   pipeline=(--device cuda --batch-size 2048 --chunk-size 512 --batches 4 --repeats 3)
+  score_px=224
+  eval_size=()
   run_small=()
+  render=(--sizes 64,224 --count 2048 --repeats 3)
   finetune=(--finetune-epochs "${FINETUNE_EPOCHS:-5}" --bf16)
   datasets=(--dataset emotion6 --dataset oasis)
-  race_s=120
 else
   pipeline=(--device cpu --batch-size 32 --chunk-size 16 --batches 1 --repeats 1)
+  score_px=64
+  eval_size=(--size 64)
   run_small=(--iterations 3 --batch-size 16 --cells 32)
+  render=(--sizes 32 --count 64 --repeats 1)
   "$python" "$here/steps.py" subset-emotion6 "${EVOEMOTION_DATA:-$root/../shared/data}" 60 \
     "$work/emotion6-small" || exit 1
   finetune=(--finetune-epochs 1 --size 64 --extra-sizes "" --epochs 20)
   datasets=(--dataset "emotion6:$work/emotion6-small")
-  race_s=20
 fi
 
 step cuda-tests 110 "$python" -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py
 
 pipeline_rates() {
   "$python" benchmarks/pipeline.py --classifier default --classifier resnet50 \
-    --render-size 64 --score-size 224 "${pipeline[@]}" || return 1
-  "$python" benchmarks/pipeline.py --classifier default --render-size 224 --score-size 224 \
-    "${pipeline[@]}"
+    --render-size 64 --score-size "$score_px" "${pipeline[@]}" || return 1
+  "$python" benchmarks/pipeline.py --classifier default --render-size "$score_px" \
+    --score-size "$score_px" "${pipeline[@]}"
 }
 step pipeline-224px 100 pipeline_rates
+
+render_rates() {
+  "$python" "$here/steps.py" render-rate --device "$device" "${render[@]}"
+}
+step render-rate 45 render_rates
 
 default_run() {
   local t0=$SECONDS
@@ -182,7 +194,7 @@ default_run() {
 step default-run 90 default_run
 
 finetune_default() {
-  "${evo[@]}" evaluate default --device "$device" "${datasets[@]}" \
+  "${evo[@]}" evaluate default --device "$device" "${datasets[@]}" "${eval_size[@]}" \
     --json "$out/default-eval.json" || return 1
   # The bundled default's recipe (MODEL_CARD.md) plus whole-network fine-tuning, which
   # trains on random views (full, mirror, centre and corner crops) of the training images.
@@ -192,7 +204,7 @@ finetune_default() {
     "${datasets[@]}" --device "$device" --finetune "${finetune[@]}" \
     --out "$work/finetuned.pt" || return 1
   "${evo[@]}" evaluate "$work/finetuned.pt" --device "$device" "${datasets[@]}" \
-    --json "$out/finetuned-eval.json" || return 1
+    "${eval_size[@]}" --json "$out/finetuned-eval.json" || return 1
   "$python" "$here/steps.py" metrics "bundled default=$out/default-eval.json" \
     "fine-tuned=$out/finetuned-eval.json"
 }

@@ -28,12 +28,12 @@ echo "== data from $data"
 "$python" "$here/bundle.py" pack-data "$data" "$here/data" --side "${SIDE:-192}"
 
 echo "== sizes"
-du -sh "$here/wheels" "$here/data" "$here/data"/*
+du -sh "$here/wheels" "$here/data"/* "$here/data"
 total_kib=$(du -sk "$here/wheels" "$here/data" | awk '{s += $1} END {print s}')
 tree_kib=$(cd "$root" && git ls-files -z | du -ck --files0-from=- | tail -1 | cut -f1)
 echo "packed: $((total_kib / 1024)) MiB (limit $limit_mib MiB); with the tracked files:" \
      "$(((total_kib + tree_kib) / 1024)) MiB of the 64 MiB that travel"
-if [ "$total_kib" -gt $((limit_mib * 1024)) ]; then
-  echo "prepare.sh: packed files exceed $limit_mib MiB: rerun with a smaller SIDE" >&2
+if [ "$total_kib" -gt $((limit_mib * 1024)) ] || [ $((total_kib + tree_kib)) -gt $((64 * 1024)) ]; then
+  echo "prepare.sh: over $limit_mib MiB packed or 64 MiB in all: rerun with a smaller SIDE" >&2
   exit 1
 fi

@@ -2,14 +2,18 @@
 
     python benchmarks/gpu/steps.py runs LABEL=RUN_DIR [LABEL=RUN_DIR ...]
     python benchmarks/gpu/steps.py metrics LABEL=EVALUATE_JSON [LABEL=EVALUATE_JSON ...]
+    python benchmarks/gpu/steps.py render-rate [--device cuda] [--sizes 64,224] [--count 1024]
     python benchmarks/gpu/steps.py subset-emotion6 DATA_ROOT N OUT_DIR
 
 ``runs`` prints one markdown row per run folder from its ``metrics.csv`` (last row):
 evaluations, seconds spent stepping, evaluations per second, coverage, QD score. The
 seconds are the run's own ``wall_time`` (stepping only: no start-up, no export).
 ``metrics`` tabulates the test metrics that ``evoemotion evaluate --json`` wrote, one row
-per model and dataset. ``subset-emotion6`` writes an Emotion6 folder of every k-th of its
-rows (N in all) whose ``images`` links to the full folder, for ``check.sh --cpu``.
+per model and dataset. ``render-rate`` times the torch CPPN renderer (``render_torch``,
+images left on the device) against the Numba kernels (``render``, uint8 on the host) on
+the same genomes, best of ``--repeats``, and prints how far apart their uint8 images are.
+``subset-emotion6`` writes an Emotion6 folder of every k-th of its rows (N in all) whose
+``images`` links to the full folder, for the small fine-tune of ``check.sh --cpu``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import time
 from pathlib import Path
+
+import numpy as np
 
 
 def run_rows(runs: list[tuple[str, Path]]) -> list[str]:
@@ -74,6 +81,52 @@ def _pairs(parser: argparse.ArgumentParser, items: list[str]) -> list[tuple[str,
     return [(label, Path(path)) for label, path in pairs]
 
 
+def _best_seconds(work, repeats: int, sync) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def render_rows(device: str, sizes: list[int], count: int, repeats: int) -> list[str]:
+    """Markdown table: torch renderer on ``device`` vs Numba, images per second."""
+    import torch
+
+    from evoemotion.genotypes import load_genotype
+    from evoemotion.render import render
+    from evoemotion.render.differentiable import render_torch, to_uint8
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    genotype = load_genotype("cppn")
+    genomes = np.stack(genotype.random(np.random.default_rng(0), count))
+    on_device = torch.as_tensor(genomes, dtype=torch.float32, device=device)
+    lines = [
+        f"| size | Numba img/s (cpu, {torch.get_num_threads()} threads) | torch img/s "
+        f"({device}) | torch / Numba | max uint8 difference |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for size in sizes:
+        numba_images = render(genotype, genomes, size)  # also compiles the kernel once
+        with torch.no_grad():
+            torch_images = to_uint8(render_torch(genotype, on_device, size))
+            numba_s = _best_seconds(lambda s=size: render(genotype, genomes, s), repeats, sync)
+            torch_s = _best_seconds(
+                lambda s=size: render_torch(genotype, on_device, s), repeats, sync
+            )
+        diff = np.abs(torch_images.astype(int) - numba_images.astype(int)).max()
+        lines.append(
+            f"| {size}² | {count / numba_s:,.0f} | {count / torch_s:,.0f} | "
+            f"{numba_s / torch_s:.2f}x | {diff} |"
+        )
+    return lines
+
+
 def subset_emotion6(root: Path, count: int, out: Path) -> int:
     """Write ``out/ground_truth.txt`` with ``count`` evenly spread rows; link the images.
 
@@ -100,6 +153,11 @@ def main() -> None:
     runs.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR")
     metrics = sub.add_parser("metrics", help="table of evaluate --json files")
     metrics.add_argument("results", nargs="+", metavar="LABEL=EVALUATE_JSON")
+    rate = sub.add_parser("render-rate", help="torch vs Numba CPPN rendering")
+    rate.add_argument("--device", default="cuda", help="torch renderer's device")
+    rate.add_argument("--sizes", default="64,224", help="comma-separated sides in px")
+    rate.add_argument("--count", type=int, default=1024, help="genomes per timing")
+    rate.add_argument("--repeats", type=int, default=3, help="timings per stage (best of)")
     subset = sub.add_parser("subset-emotion6", help="a small Emotion6 folder")
     subset.add_argument("root", type=Path)
     subset.add_argument("count", type=int)
@@ -107,6 +165,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "runs":
         print("\n".join(run_rows(_pairs(parser, args.runs))))
+    elif args.command == "render-rate":
+        sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
+        print("\n".join(render_rows(args.device, sizes, args.count, args.repeats)))
     elif args.command == "metrics":
         print("\n".join(metric_rows(_pairs(parser, args.results))))
     else:

@@ -1,18 +1,18 @@
 """A generator against a search run: of the cells the run filled, which does it reach too?
 
 A MAP-Elites, DQD (or any ``va``/``vad``) run folder says, in plain files, which archive
-cells its search filled: ``config.json`` holds the archive spec and the classifier's
-identity, ``elites.csv`` one row per elite with its ``cell``. Nothing is unpickled: the
-checkpoint is never read. The generator is then evaluated on that run's own grid
-(:func:`~evoemotion.cgen.evaluation.evaluate` with the run's spec), so a cell means the
-same thing to both, and :func:`compare_with_run` counts the run's cells the generator
-reaches on target (an image aimed at the cell lands in it).
+cells its search filled: ``config.json`` holds the classifier's identity, the data
+snapshot ``archive.npz`` (or, in folders without one, ``elites.csv``) the filled cells and
+the archive spec. Nothing is unpickled: the checkpoint is never read. The generator is
+then evaluated on that run's own grid (:func:`~evoemotion.cgen.evaluation.evaluate` with
+the run's spec), so a cell means the same thing to both, and :func:`compare_with_run`
+counts the run's cells the generator reaches on target (an image aimed at the cell lands
+in it).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,8 @@ import numpy as np
 
 from evoemotion.archives import ArchiveSpec
 from evoemotion.cgen.evaluation import Evaluation
-from evoemotion.errors import ConfigError
+from evoemotion.errors import ConfigError, EvoEmotionError
+from evoemotion.snapshot import SNAPSHOT_NAME
 
 
 @dataclass
@@ -47,9 +48,12 @@ class RunCells:
 def read_run_cells(path: str | os.PathLike) -> RunCells:
     """Read a ``va``/``vad`` run folder's archive spec and filled cells.
 
+    The cells come from the run's data snapshot (``archive.npz``, written beside every
+    checkpoint) or, for a folder without one, from ``elites.csv``; the classifier's
+    identity from ``config.json``.
+
     Args:
-        path: The run folder (``config.json`` and ``elites.csv``, which ``evoemotion run``
-            writes when it ends).
+        path: The run folder.
 
     Returns:
         The run's cells.
@@ -58,33 +62,43 @@ def read_run_cells(path: str | os.PathLike) -> RunCells:
         ConfigError: a file is missing or malformed, or the run's archive is not a
             ``va``/``vad`` grid (one line naming the file).
     """
-    folder = Path(path).expanduser()
-    config_path, elites_path = folder / "config.json", folder / "elites.csv"
-    for needed in (config_path, elites_path):
-        if not needed.is_file():
-            raise ConfigError(
-                f"--compare {folder}: no {needed.name} (is it a finished run folder?)"
-            )
+    from evoemotion.runs import RunFolder
+
+    folder = RunFolder(Path(path).expanduser())
+    if not folder.config_path.is_file():
+        raise ConfigError(f"--compare {folder.path}: no config.json (is it a run folder?)")
     try:
-        config = json.loads(config_path.read_text())
-        spec = ArchiveSpec.from_dict(config["archive"])
+        config = folder.config
         classifier = str(config["classifiers"][0]["identity"])
         algorithm = str(config.get("run", {}).get("algorithm", "search"))
-    except (OSError, ValueError, KeyError, IndexError, TypeError, ConfigError) as err:
-        raise ConfigError(f"{config_path} is not a readable run config ({err})") from None
+        if folder.snapshot_path.is_file():
+            snapshot = folder.snapshot()
+            spec, cells = snapshot.spec, sorted(int(c) for c in snapshot.cells)
+        else:
+            spec, cells = ArchiveSpec.from_dict(config["archive"]), _elite_cells(folder)
+    except (KeyError, IndexError, TypeError, EvoEmotionError) as err:
+        raise ConfigError(f"--compare {folder.path}: unreadable run ({err})") from None
     if spec.kind not in ("va", "vad"):
         raise ConfigError(
-            f"{config_path}: a {spec.kind!r} archive has no valence-arousal grid to compare "
-            "with; --compare takes va/vad runs"
+            f"{folder.config_path}: a {spec.kind!r} archive has no valence-arousal grid to "
+            "compare with; --compare takes va/vad runs"
         )
-    try:
-        with elites_path.open(newline="") as handle:
-            cells = sorted({int(row["cell"]) for row in csv.DictReader(handle)})
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ConfigError(f"{elites_path} has no readable 'cell' column ({err})") from None
     if cells and not 0 <= cells[0] <= cells[-1] < spec.cells:
-        raise ConfigError(f"{elites_path}: cell {cells[-1]} is outside the {spec.cells}-cell grid")
-    return RunCells(folder, algorithm, spec, classifier, np.asarray(cells, dtype=np.int64))
+        raise ConfigError(
+            f"--compare {folder.path}: cell {cells[-1]} is outside the {spec.cells}-cell grid"
+        )
+    return RunCells(folder.path, algorithm, spec, classifier, np.asarray(cells, dtype=np.int64))
+
+
+def _elite_cells(folder: Any) -> list[int]:
+    """The ``cell`` column of a run's ``elites.csv``."""
+    if not folder.elites_csv.is_file():
+        raise ConfigError(f"no {SNAPSHOT_NAME} and no elites.csv (is it a finished run folder?)")
+    try:
+        with folder.elites_csv.open(newline="") as handle:
+            return sorted({int(row["cell"]) for row in csv.DictReader(handle)})
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{folder.elites_csv} has no readable 'cell' column ({err})") from None
 
 
 def compare_with_run(result: Evaluation, run: RunCells) -> dict[str, Any]:

@@ -143,10 +143,10 @@ class TrainConfig:
     crop_min: float = 0.6
     train_size: int = 64
     classifier_size: int = 128
-    reach_bins: int = 0
+    reach_bins: int = 20
     explore: float = 0.1
-    fit_loss: str = "mse"
-    diversity_space: str = "pixels"
+    fit_loss: str = "distance"
+    diversity_space: str = "embedding"
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -2,7 +2,9 @@
 
 Each command group lives in its own module that exposes ``register(subparsers)``; the
 registered handler receives the parsed arguments and returns an exit status. Library
-errors (:class:`~evoemotion.errors.EvoEmotionError`) become one line on stderr and exit 2.
+errors (:class:`~evoemotion.errors.EvoEmotionError`) become one line on stderr and exit 2;
+the parameters they name in backticks (`` `cells` ``) are shown as the command's flags
+(``--cells``), see :func:`as_flags`.
 Heavy imports (torch, numba) happen inside the handlers, so ``--help`` stays fast.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from evoemotion import __version__
@@ -32,6 +35,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Library parameter names whose option has another ``dest`` on the command line.
+PARAMETER_DESTS = {
+    "classifiers": "classifier",
+    "crossover_prob": "crossover",
+    "k": "neighbors",
+    "novelty_policy": "novelty_archive",
+    "fmt": "format",
+    "kind": "archive",
+}
+
+
+def _command_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The (sub-)parser of the command that ``args`` were parsed for."""
+    while True:
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, actions[0].dest, None) if actions else None
+        if chosen not in (actions[0].choices if actions else {}):
+            return parser
+        parser = actions[0].choices[chosen]
+
+
+def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """Show the library parameters named in backticks as the command's flags.
+
+    Args:
+        message: A library error message, e.g. ``"`cells` must be at least 2, got 1"``.
+        parser: The command's parser.
+
+    Returns:
+        The message with each `` `name` `` replaced by its flag (``--cells``), or by the
+        bare name when the command has no such option.
+    """
+    flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
+
+    def flag(match: re.Match) -> str:
+        name = PARAMETER_DESTS.get(match.group(1), match.group(1))
+        singular = name[:-1] if name.endswith("s") else name  # cells -> --cell on render
+        return flags.get(name) or flags.get(singular) or match.group(1)
+
+    return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", flag, message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     parser = build_parser()
@@ -42,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except EvoEmotionError as err:
-        print(f"evoemotion {args.command}: error: {err}", file=sys.stderr)
+        message = as_flags(str(err), _command_parser(parser, args))
+        print(f"evoemotion {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"evoemotion {args.command}: interrupted", file=sys.stderr)

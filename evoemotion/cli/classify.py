@@ -24,7 +24,7 @@ class StageBars:
 
         if stage != self.stage:
             self.close()
-            unit = "epoch" if stage.endswith("heads") else "img"
+            unit = "epoch" if stage.endswith("heads") else "step" if "ascent" in stage else "img"
             self.bar = tqdm(total=total, desc=stage, unit=unit, dynamic_ncols=True)
             self.stage = stage
         self.bar.update(advance)
@@ -254,6 +254,36 @@ def register(subparsers) -> None:
         "accuracy and macro-F1 (classes_DATASET.csv / .json) into DIR",
     )
     p.add_argument("--json", type=Path, default=None, help="also write all metrics to a JSON file")
+    reach = p.add_argument_group(
+        "reachability",
+        "with --reachability no dataset is scored: instead every class's highest "
+        "probability and every regression output's lowest and highest value reachable by "
+        "Adam gradient ascent on images of side --size (default: the model's recommended "
+        "scoring size, else 128), over free pixels and over the genomes of a "
+        "differentiable genotype; a table, and reachability.csv/.json/.png under --report",
+    )
+    reach.add_argument(
+        "--reachability", action="store_true", help="report what the model's outputs can reach"
+    )
+    reach.add_argument(
+        "--steps", type=int, default=150, help="ascent steps (default: %(default)s)"
+    )
+    reach.add_argument(
+        "--lr", type=float, default=0.05, help="Adam learning rate (default: %(default)s)"
+    )
+    reach.add_argument(
+        "--restarts",
+        type=int,
+        default=2,
+        help="starts per target, the best kept (default: %(default)s)",
+    )
+    reach.add_argument(
+        "--genotype",
+        default="cppn",
+        help="flat CPPN preset whose genomes are also ascended (rendered with render_torch); "
+        "'none' for pixels only (default: %(default)s)",
+    )
+    reach.add_argument("--seed", type=int, default=0, help="seed of the starts (default: 0)")
     p.set_defaults(handler=run_evaluate)
 
     p = subparsers.add_parser(
@@ -398,10 +428,11 @@ def _format_metrics(name: str, metrics: dict) -> list[str]:
     if views:
         header = "".join(f"  | {LABEL_VIEWS[v]:<26}" for v in views)
         lines.append(f"  {'class':<10}{header}")
-        lines.append(f"  {'':<10}" + "  |   n  recall  prec.    F1 " * len(views))
+        columns = f"  | {'n':>4} {'recall':>7} {'prec.':>6} {'F1':>6}"
+        lines.append(f"  {'':<10}" + columns * len(views))
         for cls in next(iter(views.values()))["per_class"]:
             cells = "".join(
-                "  | {support:>4} {recall:>7.3f} {precision:>6.3f} {f1:>6.3f} ".format(
+                "  | {support:>4} {recall:>7.3f} {precision:>6.3f} {f1:>6.3f}".format(
                     **m["per_class"][cls]
                 )
                 for m in views.values()
@@ -493,6 +524,8 @@ def run_evaluate(args) -> int:
 
     _threads(args)
     model = load_model(args.model, device=args.device)
+    if args.reachability:
+        return _run_reachability(model, args)
     specs = args.dataset or model.metadata.get("data", {}).get("specs") or DEFAULT_DATASETS
     results = {}
     bars = StageBars()
@@ -520,6 +553,113 @@ def run_evaluate(args) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def _run_reachability(model, args) -> int:
+    """``evaluate --reachability``: ascend every output over pixels and genomes; report."""
+    import numpy as np
+
+    from evoemotion.emotion.reachability import (
+        genome_ascent,
+        pixel_ascent,
+        reachability_table,
+    )
+    from evoemotion.errors import ConfigError
+
+    size = args.size or model.metadata.get("recommended_scoring_size") or 128
+    if args.steps < 1 or args.restarts < 1:
+        raise ConfigError(f"--steps {args.steps} and --restarts {args.restarts} must be >= 1")
+    bars = StageBars()
+    results = {
+        "pixels": pixel_ascent(
+            model,
+            size,
+            args.steps,
+            args.lr,
+            args.restarts,
+            args.seed,
+            lambda k, total: bars(f"pixel ascent at {size} px", k, total),
+        )
+    }
+    bars.close()
+    if args.genotype != "none":
+        from evoemotion.genotypes import load_genotype
+        from evoemotion.render.differentiable import check_differentiable, render_torch
+
+        genotype = load_genotype(args.genotype)
+        check_differentiable(genotype)
+        starts = np.stack(genotype.random(np.random.default_rng(args.seed), args.restarts))
+        results[genotype.name] = genome_ascent(
+            model,
+            lambda genomes: render_torch(genotype, genomes, size),
+            starts,
+            genotype.bounds,
+            size,
+            args.steps,
+            args.lr,
+            lambda k, total: bars(f"{genotype.name} ascent at {size} px", k, total),
+        )
+        bars.close()
+    table = reachability_table(results)
+    kinds = list(results)
+    print(
+        f"reachable outputs of {Path(str(args.model)).name} at {size} px "
+        f"({args.steps} Adam steps, lr {args.lr}, best of {args.restarts} starts)"
+    )
+    print(f"  {'output':<12}{'':<5}" + "".join(f"{k:>12}" for k in kinds))
+    for row in table:
+        cells = "".join(f"{row[k]:12.3f}" for k in kinds)
+        print(f"  {row['output']:<12}{row['direction']:<5}{cells}")
+    if args.report:
+        for written in _save_reachability(results, table, args, size):
+            print(f"  wrote {written}")
+    return 0
+
+
+def _save_reachability(results: dict, table: list[dict], args, size: int) -> list[Path]:
+    """Write reachability.csv, .json and a PNG of the best image of every target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from evoemotion.atomic import atomic_write
+
+    kinds = list(results)
+    lines = ["output,direction," + ",".join(kinds)]
+    lines += [
+        f"{r['output']},{r['direction']}," + ",".join(f"{r[k]:.6g}" for k in kinds) for r in table
+    ]
+    folder = args.report
+    csv_path, json_path, png_path = (folder / f"reachability.{e}" for e in ("csv", "json", "png"))
+    atomic_write(csv_path, ("\n".join(lines) + "\n").encode())
+    record = {
+        "model": str(args.model),
+        "size": size,
+        "steps": args.steps,
+        "lr": args.lr,
+        "restarts": args.restarts,
+        "seed": args.seed,
+        "table": table,
+    }
+    atomic_write(json_path, json.dumps(record, indent=2).encode())
+    columns = len(table)
+    fig, axes = plt.subplots(
+        len(kinds), columns, figsize=(1.3 * columns, 1.5 * len(kinds)), squeeze=False
+    )
+    for i, kind in enumerate(kinds):
+        for j, reached in enumerate(results[kind]):
+            ax = axes[i][j]
+            ax.imshow(reached.image)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{reached.target.name}\n{reached.value:.2f}", fontsize=7)
+        axes[i][0].set_ylabel(kind, fontsize=8)
+    fig.tight_layout()
+    folder.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return [csv_path, json_path, png_path]
 
 
 def run_classify(args) -> int:

@@ -38,16 +38,13 @@ def _measures(text: str) -> list[str]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``run`` and ``resume`` commands.
+    """Add the ``run``, ``resume`` and ``snapshot`` commands.
 
     Args:
         subparsers: The top-level sub-parser collection.
     """
-    from evoemotion.archives import ARCHIVE_KINDS, DEFAULT_CELLS
     from evoemotion.experiment import RunConfig
-    from evoemotion.objectives import OBJECTIVES
 
-    d = RunConfig()
     run = subparsers.add_parser(
         "run",
         help="evolve images into a quality-diversity archive (MAP-Elites, novelty search, "
@@ -56,6 +53,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "baseline) into an archive whose measures are emotion-classifier outputs; writes a "
         "run folder with config, metrics, checkpoints and the elites.",
     )
+    _add_search_options(run)
+    _add_novelty_options(run)
+    _add_dqd_options(run)
+    _add_run_options(run)
+    _add_device_and_export(run, RunConfig.device)
+    _add_key_file(run)
+    _add_cluster_options(run)
+    run.set_defaults(handler=run_command)
+
+    resume = subparsers.add_parser(
+        "resume",
+        help="continue a run from its last checkpoint",
+        description="Continue a run folder from its last checkpoint. A checkpoint is a "
+        "pickle, and a pickle is code: resume loads only checkpoints signed with your key "
+        "(see --trust and --key-file).",
+    )
+    resume.add_argument("folder", help="the run folder (runs/NAME)")
+    resume.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="total iterations the run should reach (default: the run's own)",
+    )
+    _add_device_and_export(resume, None)
+    _add_trust(resume)
+    _add_cluster_options(resume)
+    resume.set_defaults(handler=resume_command)
+
+    snapshot = subparsers.add_parser(
+        "snapshot",
+        help="write the data snapshot (archive.npz) of a run folder made before snapshots",
+        description="Read a run folder's checkpoint and write its archive as plain data "
+        "(archive.npz), which plot, gallery, analyze, render RUN and run --continue-from "
+        "read. Runs write it by themselves beside every checkpoint; this is for folders "
+        "made by older versions. It loads the pickled checkpoint: run it only on folders "
+        "you trust.",
+    )
+    snapshot.add_argument("folder", help="the run folder (runs/NAME)")
+    _add_trust(snapshot)
+    snapshot.set_defaults(handler=snapshot_command)
+
+
+def _add_search_options(run: argparse.ArgumentParser) -> None:
+    """Genotype, archive and MAP-Elites options of ``run``."""
+    from evoemotion.archives import ARCHIVE_KINDS, DEFAULT_CELLS
+    from evoemotion.experiment import RunConfig
+    from evoemotion.objectives import OBJECTIVES
+
+    d = RunConfig()
     run.add_argument(
         "--genotype",
         default=None,
@@ -137,8 +183,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="crossover probability of the genome emitter and of novelty "
         "search's offspring (default 0.2 when the genotype has crossover, else 0)",
     )
-    _add_novelty_options(run)
-    _add_dqd_options(run)
+
+
+def _add_run_options(run: argparse.ArgumentParser) -> None:
+    """Classifier, budget, sizes, output and seeding options of ``run``."""
+    from evoemotion.experiment import RunConfig
+
+    d = RunConfig()
     add_classifier(
         run,
         repeat=True,
@@ -204,46 +255,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "archive come from RUN, emitters and novelty population start afresh, and "
         "config.json records where the elites came from",
     )
-    _add_device_and_export(run, d.device)
-    _add_key_file(run)
-    _add_cluster_options(run)
-    run.set_defaults(handler=run_command)
-
-    resume = subparsers.add_parser(
-        "resume",
-        help="continue a run from its last checkpoint",
-        description="Continue a run folder from its last checkpoint. A checkpoint is a "
-        "pickle, and a pickle is code: only resume run folders you trust.",
-    )
-    resume.add_argument("folder", help="the run folder (runs/NAME)")
-    resume.add_argument(
-        "--iterations",
-        type=int,
-        default=None,
-        help="total iterations the run should reach (default: the run's own)",
-    )
-    _add_device_and_export(resume, None)
-    _add_trust(resume)
-    _add_key_file(resume)
-    _add_cluster_options(resume)
-    resume.set_defaults(handler=resume_command)
-
-    snapshot = subparsers.add_parser(
-        "snapshot",
-        help="write the data snapshot (archive.npz) of a run folder made before snapshots",
-        description="Read a run folder's checkpoint and write its archive as plain data "
-        "(archive.npz), which plot, gallery, analyze, render RUN and run --continue-from "
-        "read. Runs write it by themselves beside every checkpoint; this is for folders "
-        "made by older versions. It loads the pickled checkpoint: run it only on folders "
-        "you trust.",
-    )
-    snapshot.add_argument("folder", help="the run folder (runs/NAME)")
-    _add_trust(snapshot)
-    _add_key_file(snapshot)
-    snapshot.set_defaults(handler=snapshot_command)
 
 
 def _add_trust(parser: argparse.ArgumentParser) -> None:
+    """``--trust`` and ``--key-file``: which checkpoints may be loaded."""
+    _add_key_file(parser)
     parser.add_argument(
         "--trust",
         action="store_true",

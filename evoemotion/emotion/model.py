@@ -44,6 +44,16 @@ FORMAT_VERSION = 2
 #: The bundled default checkpoint (heads only; Lite0 ImageNet weights come from PyPI).
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default" / "model.pt"
 
+#: Bundled checkpoints by name: ``default`` (categorical head trained on the categories the
+#: images were collected for: every class expressible) and ``raters`` (the same backbone and
+#: valence/arousal/dominance heads, categorical head trained on the raters' distributions).
+BUNDLED = {"default": DEFAULT_CHECKPOINT, "raters": DEFAULT_CHECKPOINT.parent / "raters.pt"}
+
+
+def checkpoint_path(source: str | os.PathLike) -> Path:
+    """The file of a checkpoint source: a bundled name (:data:`BUNDLED`) or a path."""
+    return BUNDLED.get(str(source)) or Path(source).expanduser()
+
 #: Regression head names and the outputs each predicts.
 REGRESSION_HEADS = {
     "va": ("valence", "arousal"),
@@ -382,6 +392,7 @@ def build_model(
     backbone: str,
     heads: list[str],
     class_names: list[str] | None = None,
+    *,
     weights: str | os.PathLike = "none",
     hidden: int = 0,
     dropout: float = 0.0,
@@ -502,13 +513,13 @@ def classifier_record(source: str, model: EmotionModel) -> dict[str, object]:
     """Describe a loaded classifier for a run's or generator's record (never its weights).
 
     Args:
-        source: How it was named (``"default"`` or a path).
+        source: How it was named (a bundled name such as ``"default"``, or a path).
         model: The loaded model.
 
     Returns:
-        Source (absolute path unless ``default``), identity hash, outputs and backbone.
+        Source (absolute path unless bundled), identity hash, outputs and backbone.
     """
-    where = source if source == "default" else str(Path(source).expanduser().resolve())
+    where = source if source in BUNDLED else str(Path(source).expanduser().resolve())
     return {
         "source": where,
         "identity": model.identity,
@@ -562,7 +573,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, bytes]:
     """Read and validate a checkpoint file without building the model.
 
     Args:
-        path: The checkpoint, or ``"default"`` for the bundled one.
+        path: The checkpoint, or a bundled name (``"default"``, ``"raters"``).
 
     Returns:
         The checkpoint dict and the raw file bytes.
@@ -570,9 +581,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, bytes]:
     Raises:
         CheckpointError: missing, unreadable, or not an evoemotion emotion model.
     """
-    path = DEFAULT_CHECKPOINT if str(path) == "default" else Path(path).expanduser()
     return load_torch_checkpoint(
-        path,
+        checkpoint_path(path),
         file_format=CHECKPOINT_FORMAT,
         max_version=FORMAT_VERSION,
         kind="model",
@@ -586,7 +596,8 @@ def load_model(
     """Load a checkpoint written by :func:`save_model` (or the bundled default).
 
     Args:
-        source: ``"default"`` or a path to a ``.pt`` checkpoint.
+        source: A bundled name (``"default"``, ``"raters"``) or a path to a ``.pt``
+            checkpoint.
         device: Torch device, or ``"auto"``.
 
     Returns:
@@ -597,7 +608,7 @@ def load_model(
             match its description (one-line message naming the file).
     """
     checkpoint, data = read_checkpoint(source)
-    where = DEFAULT_CHECKPOINT if str(source) == "default" else Path(source)
+    where = checkpoint_path(source)
     try:
         info = BackboneInfo.from_dict(checkpoint["backbone"])
         specs = [HeadSpec.from_dict(h) for h in checkpoint["heads"]]

@@ -268,6 +268,7 @@ def gather_rows(
     datasets: list[EmotionData],
     parts: dict[str, dict[str, np.ndarray]],
     part: str,
+    *,
     views: list[str],
     config: TrainConfig,
     progress: Progress | None = None,
@@ -470,6 +471,7 @@ def fit_heads(
     model: EmotionModel,
     train: Rows,
     val: Rows | None,
+    *,
     config: TrainConfig,
     progress: Progress | None = None,
     stop_at: dict[str, int] | None = None,
@@ -658,10 +660,10 @@ def initial_model(config: TrainConfig, class_names: list[str]) -> EmotionModel:
             config.backbone,
             config.heads,
             class_names,
-            config.weights,
-            config.hidden,
-            config.dropout,
-            config.members,
+            weights=config.weights,
+            hidden=config.hidden,
+            dropout=config.dropout,
+            members=config.members,
         ).to(device)
     else:
         base = load_model(config.init, device=device)
@@ -714,19 +716,18 @@ def fit_on_parts(
     """
     only = list(config.heads) if config.init else None
     sizes = [config.size, *config.extra_sizes]
-    train_rows = gather_rows(model, datasets, parts, "train", config.views, config, progress, sizes)
-    val_rows = gather_rows(model, datasets, parts, "val", ["full"], config, progress, sizes)
-    history = fit_heads(model, train_rows, val_rows, config, progress, only=only)
+    rows_of = {"config": config, "progress": progress, "sizes": sizes}
+    train_rows = gather_rows(model, datasets, parts, "train", views=config.views, **rows_of)
+    val_rows = gather_rows(model, datasets, parts, "val", views=["full"], **rows_of)
+    history = fit_heads(model, train_rows, val_rows, config=config, progress=progress, only=only)
     if config.refit:  # the chosen epoch counts, now on the training + validation images
         both = {
             n: {"train+val": np.sort(np.concatenate([p["train"], p["val"]]))}
             for n, p in parts.items()
         }
-        rows = gather_rows(
-            model, datasets, both, "train+val", config.views, config, progress, sizes
-        )
+        rows = gather_rows(model, datasets, both, "train+val", views=config.views, **rows_of)
         stop_at = {n: h["best_epoch"] for n, h in history.items()}
-        fit_heads(model, rows, None, config, progress, stop_at, only=only)
+        fit_heads(model, rows, None, config=config, progress=progress, stop_at=stop_at, only=only)
     return history
 
 
@@ -826,8 +827,11 @@ def train(
         split["datasets"].update(
             {k: v for k, v in base["split"]["datasets"].items() if k not in names}
         )
-        base_specs = base.get("data", {}).get("specs", [])
-        specs = [s for s in base_specs if s.partition(":")[0] not in names] + specs
+        given = dict(zip(names, specs, strict=True))
+        base_names = list(base["split"]["datasets"])  # in the order of the base's specs
+        base_specs = base.get("data", {}).get("specs", base_names)
+        specs = [given.pop(n, s) for n, s in zip(base_names, base_specs, strict=True)]
+        specs += list(given.values())
         history = {**base.get("history", {}), **history}
     model.metadata.update(
         {

@@ -72,7 +72,9 @@ class GenomeEmitter(EmitterBase):
         if not 0.0 <= crossover_prob <= 1.0:
             raise ConfigError(f"crossover probability must be in [0, 1], got {crossover_prob}")
         if crossover_prob > 0 and not genotype.has_crossover:
-            raise ConfigError(f"genotype {genotype.name!r} has no crossover; use --crossover 0")
+            raise ConfigError(
+                f"genotype {genotype.name!r} has no crossover; use `crossover_prob` 0"
+            )
         super().__init__(
             archive,
             solution_dim=archive.solution_dim,
@@ -121,7 +123,7 @@ def split_batch(batch_size: int, parts: int) -> list[int]:
     """
     if not 1 <= parts <= batch_size:
         raise ConfigError(
-            f"--emitters must be between 1 and the batch size {batch_size}, got {parts}"
+            f"`emitters` must be between 1 and the batch size {batch_size}, got {parts}"
         )
     return [batch_size // parts + (i < batch_size % parts) for i in range(parts)]
 
@@ -170,7 +172,7 @@ class MapElites(ArchiveSearch):
         if emitter != "genome" and genotype.solution_dim is None:
             raise ConfigError(
                 f"emitter {emitter!r} needs a flat-vector genotype; "
-                f"{genotype.kind!r} genomes use --emitter genome"
+                f"{genotype.kind!r} genomes use `emitter` genome"
             )
         if sigma <= 0 or line_sigma < 0:
             raise ConfigError(f"sigma must be > 0 and line sigma >= 0, got {sigma}, {line_sigma}")

@@ -64,14 +64,14 @@ def behavior_descriptors(out: Outputs, spec: ArchiveSpec, behavior: str) -> np.n
         names = [name for name in VAD_NAMES if name in out]
         if not names:
             raise ConfigError(
-                "--behavior vad needs a classifier with valence/arousal/"
+                "`behavior` vad needs a classifier with valence/arousal/"
                 f"dominance outputs; it has {', '.join(out.scalar_names)}"
             )
         return out.table(names)
     if behavior in ("probs", "embedding"):
         if behavior not in out:
             raise ConfigError(
-                f"--behavior {behavior}: the classifier gives no {behavior!r} "
+                f"`behavior` {behavior}: the classifier gives no {behavior!r} "
                 f"output (it has {', '.join(out.names)})"
             )
         return np.asarray(out[behavior], dtype=np.float64).reshape(len(out), -1)

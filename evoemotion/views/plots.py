@@ -48,7 +48,7 @@ def save_figure(fig: Figure, path: str | Path, fmt: str = "png") -> Path:
         ConfigError: If ``fmt`` is not one of :data:`FORMATS`.
     """
     if fmt not in FORMATS:
-        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+        raise ConfigError(f"`fmt` must be one of {', '.join(FORMATS)}; got {fmt!r}")
     path = Path(path)
     path = path.with_name(f"{path.name}.{fmt}")
     buffer = io.BytesIO()

@@ -29,29 +29,29 @@ def _cell_rows(view: RunView, cell: str) -> int:
         if view.spec.kind == "per-class":
             matches = np.flatnonzero(view.grid_index()[:, 0] == k)
             if not len(matches):
-                raise ConfigError(f"--cell {text}: the {text!r} cell holds no elite yet")
+                raise ConfigError(f"`cells` {text}: the {text!r} cell holds no elite yet")
             return int(matches[0])
         return int(np.argmax(view.outputs[text]))
     try:
         parts = [int(p) for p in text.split(",")]
     except ValueError:
         raise ConfigError(
-            f"--cell {text!r} is neither a cell index, grid coordinates (e.g. 3,5) nor a "
+            f"`cells` {text!r} is neither a cell index, grid coordinates (e.g. 3,5) nor a "
             f"class name ({', '.join(view.class_names) or 'the classifier has none'})"
         ) from None
     if len(parts) > 1:
         if view.spec.dims is None or len(parts) != len(view.spec.dims):
             raise ConfigError(
-                f"--cell {text}: this {view.spec.kind} archive has no "
+                f"`cells` {text}: this {view.spec.kind} archive has no "
                 f"{len(parts)}-D grid coordinates"
             )
         if any(not 0 <= p < d for p, d in zip(parts, view.spec.dims, strict=True)):
-            raise ConfigError(f"--cell {text}: coordinates outside the grid {view.spec.dims}")
+            raise ConfigError(f"`cells` {text}: coordinates outside the grid {view.spec.dims}")
         parts = [int(view.archive.grid_to_int_index([parts])[0])]
     matches = np.flatnonzero(view.cells == parts[0])
     if not len(matches):
         raise ConfigError(
-            f"--cell {text}: cell {parts[0]} holds no elite (the archive has "
+            f"`cells` {text}: cell {parts[0]} holds no elite (the archive has "
             f"{len(view)} elites; see elites.csv or the gallery for cells)"
         )
     return int(matches[0])
@@ -78,11 +78,11 @@ def select_elites(
             cannot be parsed.
     """
     if not cells and not top:
-        raise ConfigError("name elites with --cell CELL (repeatable) or --top K")
+        raise ConfigError("name elites with `cells` CELL (repeatable) or `top` K")
     if not len(view):
         raise ConfigError(f"{view.path} has no elites yet: nothing to render")
     if top is not None and top < 1:
-        raise ConfigError(f"--top must be at least 1, got {top}")
+        raise ConfigError(f"`top` must be at least 1, got {top}")
     rows = [_cell_rows(view, c) for c in cells]
     if top:
         order = np.lexsort((view.cells, -view.objective))

@@ -63,12 +63,12 @@ def _confirm(view: RunView, scorer: Scorer, progress: Callable[[int], None] | No
     classes = list(scorer.class_names)
     if view.class_names and sorted(classes) != sorted(view.class_names):
         raise ConfigError(
-            f"--confirm classifier has classes {classes}, the run's has {view.class_names}; "
+            f"`confirm` classifier has classes {classes}, the run's has {view.class_names}; "
             "a confirmation needs the same classes"
         )
     axes = [a for a in AXES if a in view.outputs and a in scorer.regression_names]
     if not axes and not view.class_names:
-        raise ConfigError("--confirm classifier shares no output with the run's classifier")
+        raise ConfigError("`confirm` classifier shares no output with the run's classifier")
     size = int(view.config.get("run", {}).get("render_size", 64))
     rows = np.arange(len(view))
     images = view.render(rows, size, progress)
