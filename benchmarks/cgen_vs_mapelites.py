@@ -4,8 +4,9 @@ Every method gets the same wall-clock budget on the same classifier, scoring res
 ``va`` grid (:func:`evoemotion.archives.make_archive_spec`):
 
 * the searches (``cppn`` genotype, as ``evoemotion run --archive va``: MAP-Elites with
-  ``--emitter``, default CMA-ME; DQD where this checkout has ``--algorithm dqd``; the random
-  baseline) step until the budget is spent; their cells are the archive's elites;
+  ``--emitter``, default CMA-ME; DQD where this checkout has ``--algorithm dqd``, with
+  ``--objective none`` since it needs a differentiable objective; the random baseline)
+  step until the budget is spent; their cells are the archive's elites;
 * the conditional generator (:mod:`evoemotion.cgen`, its default training options) is
   evaluated untrained on every cell centre (``--latents`` images per cell: the baseline
   row; ``--no-baseline`` skips it), trains for the budget and is evaluated again. The
@@ -63,6 +64,10 @@ SEARCHES = ("map-elites", "dqd", "random")
 
 def run_search(algorithm: str, spec, scorer, args) -> dict:
     """Step a search until the budget is spent; return its cells and counts."""
+    if algorithm == "dqd":  # DQD needs a differentiable objective: same grid, objective none
+        spec = make_archive_spec("va", class_names=scorer.class_names,
+                                 regression_names=scorer.regression_names, scales=scorer.scales,
+                                 cells=spec.dims[0], objective="none")
     genotype = load_genotype("cppn")
     evaluator = Evaluator(genotype, scorer, render_size=args.render_size, features=spec.features)
     evaluator.evaluate(genotype.random(np.random.default_rng(0), 2))  # compile the kernels
@@ -129,7 +134,8 @@ def run_generator(model, spec, scorer, args, out: Path) -> dict:
         save_png(out / "cgen_reached_cells.png",
                  grid(generator.render(cells, shown, args.render_size), columns=args.latents,
                       gap=2))
-    rows["cgen trained"].update(grid_seconds=grid_seconds, grid_cpu=grid_cpu)
+    rows["cgen trained"].update(grid_seconds=grid_seconds, grid_cpu=grid_cpu,
+                                grid_size=args.grid_size)
     return rows
 
 
@@ -156,7 +162,8 @@ def print_tables(results: dict, n_cells: int, grid_size: int) -> None:
         print(line)
     trained = results.get("cgen trained")
     if trained and "grid_seconds" in trained:
-        print(f"\n8 x 8 grid at {grid_size} px sampled in {trained['grid_seconds']:.1f} s "
+        print(f"\n8 x 8 grid at {trained.get('grid_size', grid_size)} px sampled in "
+              f"{trained['grid_seconds']:.1f} s "
               f"({trained['grid_cpu']:.1f} s of CPU time)")
     generators = [label for label in results if "reached" in results[label]]
     print(f"\n| cells (of {n_cells}) | both | search only | generator only |")

@@ -127,7 +127,7 @@ def test_spec_round_trips_through_its_dict():
         ("hexagon", {}, "archive must be one of"),
         ("measures", {"measures": ["fear"]}, "two different"),
         ("measures", {"measures": ["fear", "calm"]}, "no output 'calm'"),
-        ("va", {"measures": ["fear", "joy"]}, "goes with --archive measures"),
+        ("va", {"measures": ["fear", "joy"]}, "`measures` goes with `kind` measures"),
         ("per-class", {"cells": 9}, "one cell per class"),
         ("per-class", {"objective": "aesthetic"}, "p_k"),
         ("va", {"objective": "beauty"}, "objective must be one of"),

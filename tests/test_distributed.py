@@ -138,7 +138,7 @@ def test_bad_cluster_options_are_refused_before_anything_starts():
     for options, fragment in [
         ({}, "exactly one"),
         ({"workers": 2, "scheduler": "tcp://a:1"}, "exactly one"),
-        ({"workers": 0}, "--workers"),
+        ({"workers": 0}, "`workers` must be at least 1"),
         ({"scheduler": "127.0.0.1"}, "tcp://HOST:PORT, not"),
     ]:
         with pytest.raises(ConfigError, match=fragment), dask_client(**options):

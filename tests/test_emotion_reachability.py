@@ -22,7 +22,7 @@ from evoemotion.render.differentiable import render_torch
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)  # real ImageNet features (offline) and random heads: outputs vary
-    return build_model("efficientnet_lite0", ["categorical", "va"], ["a", "b"], "imagenet")
+    return build_model("efficientnet_lite0", ["categorical", "va"], ["a", "b"], weights="imagenet")
 
 
 def test_pixel_ascent_moves_every_output_its_way(model):

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from evoemotion.runs import RunFolder
     from evoemotion.snapshot import ArchiveSnapshot
 
+
 def _write_elites(
     staging: Path, snapshot: ArchiveSnapshot, size: int, progress: Callable[[int], None] | None
 ) -> list[list[object]]:

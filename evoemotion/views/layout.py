@@ -144,9 +144,7 @@ def categorical_panel(
         members = np.flatnonzero(top == k)
         members = members[np.argsort(-probs[members, k], kind="stable")][:top_k]
         longest = max(longest, len(members))
-        placements += [
-            Tile(int(i), k, col, f"{probs[i, k]:.2f}") for col, i in enumerate(members)
-        ]
+        placements += [Tile(int(i), k, col, f"{probs[i, k]:.2f}") for col, i in enumerate(members)]
     cols = [str(c + 1) for c in range(longest)]
     return Panel("", list(class_names), cols, "top emotion", "rank", placements)
 
@@ -162,7 +160,5 @@ def per_class_panel(cell_class: np.ndarray, probs: np.ndarray, class_names: Sequ
     Returns:
         A one-row panel with one column per class.
     """
-    placements = [
-        Tile(i, 0, int(k), f"{probs[i, int(k)]:.2f}") for i, k in enumerate(cell_class)
-    ]
+    placements = [Tile(i, 0, int(k), f"{probs[i, int(k)]:.2f}") for i, k in enumerate(cell_class)]
     return Panel("", ["elite"], list(class_names), "", "emotion", placements)
