@@ -15,6 +15,7 @@ iso-line's, per-class best image of every class >= that class's real 99th percen
 
     python benchmarks/dqd.py [--seconds 300] [--seeds 2] [--archives va,categorical,per-class]
         [--algorithms cma-mega,omg-mega,iso-line,random] [--sigma 1.0] [--lr 1.0]
+        [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def run_for(seconds: float, algorithm: str, options: dict, *, genotype, spec, ev
 def pixel_ascent(scorer: Scorer, size: int, steps: int) -> np.ndarray:
     """Best class probability reached by Adam on free images (one per class)."""
     k = len(scorer.class_names)
-    logits = torch.zeros((k, 3, size, size), requires_grad=True)
+    logits = torch.zeros((k, 3, size, size), device=scorer.device, requires_grad=True)
     optimiser = torch.optim.Adam([logits], lr=0.05)
     for _ in range(steps):
         probs = scorer.forward(torch.sigmoid(logits))["probs"]
@@ -121,16 +122,17 @@ def main() -> None:
     parser.add_argument("--score-size", type=int, default=128)
     parser.add_argument("--ascent-steps", type=int, default=100, help="pixel-space Adam steps")
     parser.add_argument("--real", type=int, default=400, help="Emotion6 images for the p99 row")
+    parser.add_argument("--device", default="cpu", help="torch device of the scorer (cpu, cuda)")
     args = parser.parse_args()
     model = load_model(args.classifier)
-    scorer = Scorer([model], device="cpu", batch_size=16, size=args.score_size)
+    scorer = Scorer([model], device=args.device, batch_size=16, size=args.score_size)
     genotype = load_genotype(args.genotype)
     evaluator = Evaluator(genotype, scorer, render_size=args.render_size)
     names = scorer.class_names
     print(f"classifier {args.classifier} ({model.identity[:12]}), genotype {args.genotype}, "
           f"{args.render_size} px scored at {args.score_size} px, {args.seconds:.0f} s per run, "
           f"seeds 0..{args.seeds - 1}, batch {args.batch_size}, load average "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}, device {args.device}")
     table = variants(args)
     for kind in args.archives.split(","):
         spec = make_archive_spec(kind, class_names=names, regression_names=scorer.regression_names,
