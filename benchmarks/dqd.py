@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from evoemotion.archives import make_archive_spec
+from evoemotion.choices import DQD_DEFAULTS
 from evoemotion.emotion import load_model
 from evoemotion.genotypes import load_genotype
 from evoemotion.pipeline import Evaluator
@@ -111,11 +112,15 @@ def main() -> None:
     parser.add_argument("--archives", default="va,categorical,per-class")
     parser.add_argument("--algorithms", default="cma-mega,omg-mega,iso-line,random")
     parser.add_argument("--batch-size", type=int, default=64, help="genomes per iteration")
-    parser.add_argument("--emitters", type=int, default=4, help="DQD emitters")
-    parser.add_argument("--sigma", type=float, default=1.0, help="CMA-MEGA sigma0")
+    parser.add_argument("--emitters", type=int, default=DQD_DEFAULTS["emitters"],
+                        help="DQD emitters")
+    parser.add_argument("--sigma", type=float, default=DQD_DEFAULTS["sigma"],
+                        help="CMA-MEGA sigma0")
     parser.add_argument("--omg-sigma", type=float, default=1.0, help="OMG-MEGA sigma_g")
-    parser.add_argument("--lr", type=float, default=1.0, help="CMA-MEGA solution-point lr")
-    parser.add_argument("--optimizer", default="gradient_ascent", help="adam|gradient_ascent")
+    parser.add_argument("--lr", type=float, default=DQD_DEFAULTS["lr"],
+                        help="CMA-MEGA solution-point lr")
+    parser.add_argument("--optimizer", default=DQD_DEFAULTS["optimizer"],
+                        help="adam|gradient_ascent")
     parser.add_argument("--classifier", default="default", help="checkpoint or 'default'")
     parser.add_argument("--genotype", default="cppn", help="flat CPPN preset")
     parser.add_argument("--render-size", type=int, default=64)
