@@ -21,7 +21,6 @@ For every target, several latents are rendered to uint8 images and scored by the
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,7 @@ import torch
 
 from evoemotion.cgen.network import ConditionalGenerator
 from evoemotion.errors import ConfigError
+from evoemotion.progress import Progress
 
 #: Images rendered and scored per chunk (rounded to whole targets).
 CHUNK_IMAGES = 64
@@ -193,7 +193,7 @@ def evaluate(
     tolerance: float | None = None,
     seed: int = 0,
     spec: Any = None,
-    callback: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Evaluation:
     """Render every archive-cell target with several latents and score the images.
 
@@ -212,7 +212,7 @@ def evaluate(
         spec: The :class:`~evoemotion.archives.ArchiveSpec` whose cells are the targets
             (e.g. a run's, to compare with it cell for cell); default the ``va``/``vad``
             archive of ``cells`` bins per axis. Its kind must be the generator's.
-        callback: Called as ``callback(done, total)`` after each scored chunk (images).
+        progress: Reports stage ``"evaluate"`` in images after each scored chunk.
 
     Returns:
         The :class:`Evaluation`.
@@ -270,8 +270,8 @@ def evaluate(
         for i, t in enumerate(range(chunk.start, chunk.stop)):
             block = slice(i * latents, (i + 1) * latents)
             pixel_diversity[t], distances[t] = _pairwise(images[block], out["embedding"][block])
-        if callback is not None:
-            callback(chunk.stop * latents, len(targets) * latents)
+        if progress is not None:
+            progress("evaluate", (chunk.stop - chunk.start) * latents, len(targets) * latents, None)
     result = Evaluation(
         kind=space.kind,
         names=list(space.names),

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -46,10 +45,7 @@ from evoemotion.emotion.model import (
     resolve_device,
 )
 from evoemotion.errors import ConfigError
-
-#: ``progress(stage, advance, total, postfix)``: a stage label, units just done, the stage's
-#: total units, and optional numbers to show (loss ...).
-Progress = Callable[[str, int, int, "dict | None"], None]
+from evoemotion.progress import Progress, relabelled
 
 #: Targets a categorical head can learn (see :class:`TrainConfig`).
 LABELS = ("soft", "category", "mixed")
@@ -305,7 +301,7 @@ def gather_rows(
                 size=size,
                 autocast=config.autocast,
                 cache_dir=False if config.cache_dir == "" else config.cache_dir,
-                progress=progress and (lambda k: progress(f"features {part}", k, total, None)),
+                progress=relabelled(progress, f"features {part}", total),
             )
         )
         probs.append(p)
