@@ -8,13 +8,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from evoemotion.cgen.config import DIVERSITY_SPACES, FIT_LOSSES, Architecture, TrainConfig
+from evoemotion.cgen.config import DIVERSITY_SPACES, FIT_LOSSES, Architecture, GeneratorTrainConfig
 from evoemotion.cli.options import add_classifier, add_device, add_seed, add_size
 from evoemotion.cli.progress import Bars
 
 #: Option names fixed when training starts (``--resume`` takes them from the checkpoint);
 #: ``seed`` belongs to both (it seeds the initial weights and the training draws).
-_TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]
+_TRAIN_FIELDS = [f.name for f in fields(GeneratorTrainConfig)]
 _ARCH_FIELDS = [f.name for f in fields(Architecture) if f.name not in ("seed", "coord_scale")]
 
 
@@ -101,7 +101,7 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         help="write the checkpoint every K steps (default: %(default)s)",
     )
     _add_device(train)
-    t, a = TrainConfig(), Architecture()
+    t, a = GeneratorTrainConfig(), Architecture()
     opts = train.add_argument_group("training options (fixed at the start)")
     opts.add_argument(
         "--batch-size",
@@ -365,7 +365,7 @@ def _new_trainer(args: argparse.Namespace, device: Any) -> tuple[Any, str]:
         )
     source = args.classifier or "default"
     model = load_model(source, device=device)
-    config = TrainConfig(**_explicit(args, _TRAIN_FIELDS))
+    config = GeneratorTrainConfig(**_explicit(args, _TRAIN_FIELDS))
     arch = _explicit(args, _ARCH_FIELDS)
     if "activations" in arch:
         arch["activations"] = tuple(a.strip() for a in arch["activations"].split(",") if a.strip())
