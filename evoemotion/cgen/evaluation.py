@@ -254,18 +254,18 @@ def _check_options(
 ) -> None:
     """Refuse counts, sizes, tolerances and target archives :func:`evaluate` cannot use."""
     if latents < 1 or size < 8:
-        raise ConfigError(f"evaluation needs latents >= 1 and size >= 8, got {latents}, {size}")
+        raise ConfigError(f"`latents` must be >= 1 and `size` >= 8, got {latents}, {size}")
     if tolerance is not None and not (np.isfinite(tolerance) and tolerance >= 0):
-        raise ConfigError(f"--tolerance must be a non-negative number, got {tolerance}")
+        raise ConfigError(f"`tolerance` must be a non-negative number, got {tolerance}")
     if spec is not None and (spec.kind != space.kind or cells is not None):
         raise ConfigError(
             f"a {spec.kind} archive cannot set the targets of a {space.kind} generator"
             if spec.kind != space.kind
-            else "give the archive spec or --cells, not both"
+            else "give `spec` or `cells`, not both"
         )
     if space.categorical and cells is not None:
         raise ConfigError(
-            "--cells applies to va/vad generators: a categorical generator "
+            "`cells` applies to va/vad generators: a categorical generator "
             "has one target per class"
         )
 

@@ -42,9 +42,9 @@ def grid_targets(
     """
     space = generator.space
     if columns < 1 or rows < 1:
-        raise ConfigError(f"--grid needs positive COLUMNSxROWS, got {columns}x{rows}")
+        raise ConfigError(f"`columns` and `rows` must be positive, got {columns}x{rows}")
     if dominance is not None and space.kind != "vad":
-        raise ConfigError("--dominance applies to vad generators only")
+        raise ConfigError("`dominance` applies to vad generators only")
     if space.categorical:
         return np.repeat(space.grid(0), columns)
     ranges = list(space.scales[:2])

@@ -269,7 +269,7 @@ def train(
 
     if steps < 1 or checkpoint_every < 1:
         raise ConfigError(
-            f"--steps ({steps}) and --checkpoint-every ({checkpoint_every}) must be positive"
+            f"`steps` ({steps}) and `checkpoint_every` ({checkpoint_every}) must be positive"
         )
 
     def save() -> None:

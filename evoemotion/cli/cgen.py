@@ -23,6 +23,8 @@ def _grid(text: str) -> tuple[int, int]:
         columns, rows = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected COLUMNSxROWS like 8x8, got {text!r}") from None
+    if columns < 1 or rows < 1:
+        raise argparse.ArgumentTypeError(f"expected positive COLUMNSxROWS, got {text!r}")
     return columns, rows
 
 

@@ -202,12 +202,12 @@ def check_categories(datasets: list[EmotionData], labels: str) -> None:
     for d in datasets:
         if d.class_names and d.categories is None:
             raise ConfigError(
-                f"--labels {labels}: dataset {d.name} has classes {d.class_names} but no "
-                "collected-for categories (only rater distributions); use --labels soft"
+                f"`labels` {labels}: dataset {d.name} has classes {d.class_names} but no "
+                "collected-for categories (only rater distributions); use `labels` soft"
             )
     if not any(d.categories is not None for d in datasets):
         names = ", ".join(f"{d.name} (classes {d.class_names or 'none'})" for d in datasets)
-        raise ConfigError(f"--labels {labels}: no dataset has collected-for categories: {names}")
+        raise ConfigError(f"`labels` {labels}: no dataset has collected-for categories: {names}")
 
 
 def targets(
@@ -693,8 +693,8 @@ def initial_model(config: TrainConfig, class_names: list[str]) -> EmotionModel:
         split = base.metadata.get("split", {})
         if (split.get("seed"), split.get("fractions")) != (config.seed, list(config.fractions)):
             raise ConfigError(
-                f"--from {config.init}: its split (seed {split.get('seed')}, fractions "
-                f"{split.get('fractions')}) differs from --seed {config.seed} --split "
+                f"`init` {config.init}: its split (seed {split.get('seed')}, fractions "
+                f"{split.get('fractions')}) differs from `seed` {config.seed} `fractions` "
                 f"{','.join(map(str, config.fractions))}; retrained heads must keep its test rows"
             )
         new = {
