@@ -71,6 +71,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4, help="batches per timing")
     parser.add_argument("--repeats", type=int, default=3,
                         help="interleaved timing rounds (best of)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="scoring precision timed: auto = bf16 on CUDA, fp32 and bf16 "
+                        "on CPU")
     args = parser.parse_args()
     genotype = load_genotype(args.genotype)
     device = resolve_device(args.device)
@@ -90,7 +93,8 @@ def main() -> None:
         model = classifier(name)
         exact = Scorer([model], device=device, batch_size=args.chunk_size, size=size,
                        precision="fp32").score(images[0])["probs"]
-        for precision in ["bf16"] if device.type == "cuda" else ["fp32", "bf16"]:
+        auto = ["bf16"] if device.type == "cuda" else ["fp32", "bf16"]
+        for precision in auto if args.precision == "auto" else [args.precision]:
             scorer = Scorer([model], device=device, batch_size=args.chunk_size,
                             size=size, precision=precision)
             evaluator = Evaluator(genotype, scorer, render_size=args.render_size)

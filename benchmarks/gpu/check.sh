@@ -64,7 +64,7 @@ echo "|---|---|---:|" >> "$work/steps.md"
 # in shared) under min(CAP, budget left) seconds; log its output, copy its markdown table
 # lines into the summary and record its status and time.
 shared=(python here root work out device evo pipeline score_px eval_size run_small render
-        finetune datasets)
+        finetune datasets heads)
 step() {
   local name="$1" cap=$(($2 * scale))
   shift 2
@@ -157,16 +157,19 @@ if [ "$mode" = gpu ]; then
   render=(--sizes 64,224 --count 2048 --repeats 3)
   finetune=(--finetune-epochs "${FINETUNE_EPOCHS:-5}" --bf16)
   datasets=(--dataset emotion6 --dataset oasis)
+  heads=(--head categorical --head va --head dominance)
 else
-  pipeline=(--device cpu --batch-size 32 --chunk-size 16 --batches 1 --repeats 1)
+  pipeline=(--device cpu --batch-size 32 --chunk-size 16 --batches 1 --repeats 1
+            --precision fp32)
   score_px=64
   eval_size=(--size 64)
   run_small=(--iterations 3 --batch-size 16 --cells 32)
   render=(--sizes 32 --count 64 --repeats 1)
   "$python" "$here/steps.py" subset-emotion6 "${EVOEMOTION_DATA:-$root/../shared/data}" 60 \
-    "$work/emotion6-small" || exit 1
+    "$work/emotion6-small.csv" || exit 1
   finetune=(--finetune-epochs 1 --size 64 --extra-sizes "" --epochs 20)
-  datasets=(--dataset "emotion6:$work/emotion6-small")
+  datasets=(--dataset "csv:$work/emotion6-small.csv")
+  heads=(--head categorical --head va)
 fi
 
 step cuda-tests 110 "$python" -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py
@@ -198,8 +201,8 @@ finetune_default() {
     --json "$out/default-eval.json" || return 1
   # The bundled default's recipe (MODEL_CARD.md) plus whole-network fine-tuning, which
   # trains on random views (full, mirror, centre and corner crops) of the training images.
-  "${evo[@]}" train --backbone efficientnet_lite0_ms --head categorical --head va \
-    --head dominance --hidden 128 --dropout 0.5 --l2 0.03 --lr 2e-3 --patience 20 \
+  "${evo[@]}" train --backbone efficientnet_lite0_ms "${heads[@]}" --hidden 128 \
+    --dropout 0.5 --l2 0.03 --lr 2e-3 --patience 20 \
     --batch-size 512 --views full,flip --size 256 --extra-sizes 128 --refit --seed 0 \
     "${datasets[@]}" --device "$device" --finetune "${finetune[@]}" \
     --out "$work/finetuned.pt" || return 1

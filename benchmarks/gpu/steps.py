@@ -3,7 +3,7 @@
     python benchmarks/gpu/steps.py runs LABEL=RUN_DIR [LABEL=RUN_DIR ...]
     python benchmarks/gpu/steps.py metrics LABEL=EVALUATE_JSON [LABEL=EVALUATE_JSON ...]
     python benchmarks/gpu/steps.py render-rate [--device cuda] [--sizes 64,224] [--count 1024]
-    python benchmarks/gpu/steps.py subset-emotion6 DATA_ROOT N OUT_DIR
+    python benchmarks/gpu/steps.py subset-emotion6 DATA_ROOT N OUT_CSV
 
 ``runs`` prints one markdown row per run folder from its ``metrics.csv`` (last row):
 evaluations, seconds spent stepping, evaluations per second, coverage, QD score. The
@@ -12,8 +12,8 @@ seconds are the run's own ``wall_time`` (stepping only: no start-up, no export).
 per model and dataset. ``render-rate`` times the torch CPPN renderer (``render_torch``,
 images left on the device) against the Numba kernels (``render``, uint8 on the host) on
 the same genomes, best of ``--repeats``, and prints how far apart their uint8 images are.
-``subset-emotion6`` writes an Emotion6 folder of every k-th of its rows (N in all) whose
-``images`` links to the full folder, for the small fine-tune of ``check.sh --cpu``.
+``subset-emotion6`` writes N evenly spread Emotion6 rows as a CSV dataset (a dataset no
+model was trained on, so ``evaluate`` scores all of it) for ``check.sh --cpu``.
 """
 
 from __future__ import annotations
@@ -128,21 +128,24 @@ def render_rows(device: str, sizes: list[int], count: int, repeats: int) -> list
 
 
 def subset_emotion6(root: Path, count: int, out: Path) -> int:
-    """Write ``out/ground_truth.txt`` with ``count`` evenly spread rows; link the images.
+    """Write a CSV dataset of ``count`` evenly spread Emotion6 rows: absolute image path,
+    argmax label, valence, arousal. As a ``csv:`` dataset it is one no model was trained on.
 
     Returns:
         The number of rows written.
     """
-    lines = (root / "emotion6" / "ground_truth.txt").read_text().splitlines()
-    rows = [line for line in lines[1:] if line.strip()]
-    step = max(1, len(rows) // count)
-    chosen = rows[::step][:count]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ground_truth.txt").write_text("\n".join([lines[0], *chosen]) + "\n")
-    link = out / "images"
-    if not link.exists():
-        link.symlink_to((root / "emotion6" / "images").resolve())
-    return len(chosen)
+    from evoemotion.emotion.datasets import load_emotion6
+
+    data = load_emotion6(root / "emotion6")
+    rows = np.linspace(0, len(data) - 1, count).astype(int)
+    lines = ["path,label,valence,arousal"]
+    for i in rows:
+        label = data.class_names[int(np.argmax(data.probs[i]))]
+        lines.append(f"{data.path(i).resolve()},{label},{data.values['valence'][i]},"
+                     f"{data.values['arousal'][i]}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    return len(rows)
 
 
 def main() -> None:
@@ -158,10 +161,10 @@ def main() -> None:
     rate.add_argument("--sizes", default="64,224", help="comma-separated sides in px")
     rate.add_argument("--count", type=int, default=1024, help="genomes per timing")
     rate.add_argument("--repeats", type=int, default=3, help="timings per stage (best of)")
-    subset = sub.add_parser("subset-emotion6", help="a small Emotion6 folder")
+    subset = sub.add_parser("subset-emotion6", help="a small Emotion6 CSV dataset")
     subset.add_argument("root", type=Path)
     subset.add_argument("count", type=int)
-    subset.add_argument("out", type=Path)
+    subset.add_argument("out", type=Path, help="CSV file to write")
     args = parser.parse_args()
     if args.command == "runs":
         print("\n".join(run_rows(_pairs(parser, args.runs))))
