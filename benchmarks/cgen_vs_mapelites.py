@@ -46,8 +46,8 @@ from evoemotion.atomic import atomic_write
 from evoemotion.cgen import (
     Architecture,
     ConditionalGenerator,
+    GeneratorTrainConfig,
     TargetSpace,
-    TrainConfig,
     Trainer,
     sample_grid,
 )
@@ -110,8 +110,8 @@ def run_generator(model, spec, scorer, args, out: Path) -> dict:
         rows["cgen untrained"] = generator_row(untrained, "0 steps", 0.0)
         rows["cgen untrained"]["eval_seconds"] = time.perf_counter() - start
     trainer = Trainer(generator, model,
-                      TrainConfig(train_size=args.render_size, classifier_size=args.score_size,
-                                  seed=args.seed),
+                      GeneratorTrainConfig(train_size=args.render_size,
+                                           classifier_size=args.score_size, seed=args.seed),
                       device=scorer.device)
     start = time.perf_counter()
     while time.perf_counter() - start < args.budget:

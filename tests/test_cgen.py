@@ -20,8 +20,8 @@ from evoemotion.cgen import (
     ACTIVATIONS,
     Architecture,
     ConditionalGenerator,
+    GeneratorTrainConfig,
     TargetSpace,
-    TrainConfig,
     Trainer,
     evaluate,
     grid_targets,
@@ -93,7 +93,7 @@ def scorer(classifier):
 
 
 def _trainer(classifier, kind: str = "va", **options) -> Trainer:
-    config = TrainConfig(**{"train_size": SIZE, "classifier_size": SIZE, "lr": 1e-2,
+    config = GeneratorTrainConfig(**{"train_size": SIZE, "classifier_size": SIZE, "lr": 1e-2,
                             **options})
     generator = ConditionalGenerator(TargetSpace.from_model(classifier, kind), SMALL)
     return Trainer(generator, classifier, config)
@@ -240,9 +240,9 @@ def test_bad_architecture_and_training_options_are_config_errors():
     with pytest.raises(ConfigError, match="hidden=2"):
         Architecture(hidden=2)
     with pytest.raises(ConfigError, match="crop_min=0"):
-        TrainConfig(crop_min=0)
+        GeneratorTrainConfig(crop_min=0)
     with pytest.raises(ConfigError, match="unknown training option"):
-        TrainConfig.from_dict({"lr": 0.1, "momentum": 0.9})
+        GeneratorTrainConfig.from_dict({"lr": 0.1, "momentum": 0.9})
 
 
 # --- training --------------------------------------------------------------------------------

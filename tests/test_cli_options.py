@@ -101,5 +101,13 @@ def test_library_errors_name_parameters_and_the_command_line_shows_flags(tmp_pat
     assert as_flags(message, run) == ("--cells 3; --neighbors 2; --crossover 1; --classifier; "
                                       "--archive; unknown_thing")
     assert as_flags("`cells` 3,5: outside", render) == "--cell 3,5: outside"
+    cgen_train = _command_parser(parser, parser.parse_args(["cgen", "train", "--out", "g.pt"]))
+    assert as_flags("`kind` 'x'; `steps` 0, `checkpoint_every` 1", cgen_train) == (
+        "--target 'x'; --steps 0, --checkpoint-every 1"
+    )
+    train = _command_parser(parser, parser.parse_args(["train", "--out", "m.pt"]))
+    assert as_flags("`init` m.pt differs from `seed` 3 `fractions` 0.6", train) == (
+        "--from m.pt differs from --seed 3 --split 0.6"
+    )
     assert main(["run", "--iterations", "-1", "--out", str(tmp_path / "r")]) == 2
     assert "evoemotion run: error: --iterations must be >= 0, got -1" in capsys.readouterr().err

@@ -152,15 +152,21 @@ def test_map_elites_on_the_device_and_its_exact_resume(tiny_classifier, tmp_path
 
 
 def test_cgen_training_steps_on_the_device_match_the_cpu(tiny_classifier):
-    from evoemotion.cgen import Architecture, ConditionalGenerator, TargetSpace, Trainer, train
-    from evoemotion.cgen import TrainConfig as CgenConfig
+    from evoemotion.cgen import (
+        Architecture,
+        ConditionalGenerator,
+        GeneratorTrainConfig,
+        TargetSpace,
+        Trainer,
+        train,
+    )
 
     losses = {}
     for device in ("cpu", DEVICE):
         classifier = load_model(tiny_classifier)
         generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"),
                                          Architecture(hidden=16, depth=3, embed_dim=16))
-        config = CgenConfig(train_size=32, classifier_size=64, batch_size=8, lr=1e-2)
+        config = GeneratorTrainConfig(train_size=32, classifier_size=64, batch_size=8, lr=1e-2)
         trainer = Trainer(generator, classifier, config, device=device)
         assert train(trainer, 12)
         assert all(p.device.type == device for p in trainer.generator.parameters())

@@ -207,7 +207,7 @@ def test_retraining_one_head_from_a_model_keeps_the_rest(tmp_path, warm_cool):
     assert model.metadata["base_model"]["source"] == str(path)
     test = model.metadata["metrics"]["test"]["labels"]
     assert test["va_mse"] == pytest.approx(base.metadata["metrics"]["test"]["labels"]["va_mse"])
-    with pytest.raises(ConfigError, match="its split .seed 0.* differs from --seed 3"):
+    with pytest.raises(ConfigError, match="its split .seed 0.* differs from `seed` 3"):
         train([warm_cool], replace(config, seed=3))
 
 

@@ -4,7 +4,7 @@
 # run and a full fine-tune of the default classifier. Tables go to OUTDIR/summary.md, everything
 # printed to OUTDIR/check.log. Each step has its own time cap and the whole check stops
 # starting steps after CHECK_BUDGET seconds (default 470), so it ends within 8 minutes.
-# CAP_SCALE=N multiplies every cap and the default budget (a slow or busy CPU machine).
+# CAP_SCALE=N multiplies every cap and the default budget (default 1, in --cpu mode 4).
 #
 #   benchmarks/gpu/prepare.sh                  # first, on a machine with PyPI
 #   benchmarks/gpu/check.sh [OUTDIR]           # on the GPU machine (OUTDIR default: $OUT)
@@ -35,6 +35,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 python="${PYTHON:-python3}"
 scale="${CAP_SCALE:-1}"
+if [ "$mode" = cpu ]; then scale="${CAP_SCALE:-4}"; fi
 budget="${CHECK_BUDGET:-$((470 * scale))}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/evoemotion-check.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
@@ -64,7 +65,7 @@ echo "|---|---|---:|" >> "$work/steps.md"
 # in shared) under min(CAP, budget left) seconds; log its output, copy its markdown table
 # lines into the summary and record its status and time.
 shared=(python here root work out device evo pipeline score_px eval_size run_small render
-        finetune datasets heads)
+        finetune datasets heads dqd_seconds dqd_small)
 step() {
   local name="$1" cap=$(($2 * scale))
   shift 2
@@ -158,6 +159,8 @@ if [ "$mode" = gpu ]; then
   finetune=(--finetune-epochs "${FINETUNE_EPOCHS:-5}" --bf16)
   datasets=(--dataset emotion6 --dataset oasis)
   heads=(--head categorical --head va --head dominance)
+  dqd_seconds="${DQD_SECONDS:-40}"
+  dqd_small=(--batch-size 256 --chunk-size 256 --score-size 224)
 else
   pipeline=(--device cpu --batch-size 32 --chunk-size 16 --batches 1 --repeats 1
             --precision fp32)
@@ -170,6 +173,8 @@ else
   finetune=(--finetune-epochs 1 --size 64 --extra-sizes "" --epochs 20)
   datasets=(--dataset "csv:$work/emotion6-small.csv")
   heads=(--head categorical --head va)
+  dqd_seconds="${DQD_SECONDS:-10}"
+  dqd_small=(--batch-size 8 --chunk-size 8 --score-size 64)
 fi
 
 step cuda-tests 110 "$python" -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py
@@ -211,6 +216,37 @@ finetune_default() {
   "$python" "$here/steps.py" metrics "bundled default=$out/default-eval.json" \
     "fine-tuned=$out/finetuned-eval.json"
 }
+# CMA-MEGA against iso-line MAP-Elites on the va archive (20 x 20, objective confidence, which
+# DQD needs differentiable): each `evoemotion run` steps for dqd_seconds of wall-clock after
+# its first iteration (start-up excluded), then SIGTERM makes it finish the iteration it is in
+# and checkpoint (exit 130).
+dqd_vs_map_elites() {
+  local label pid rc metrics
+  local -a algorithm
+  for label in cma-mega iso-line; do
+    if [ "$label" = cma-mega ]; then algorithm=(--algorithm dqd --dqd-emitter cma-mega)
+    else algorithm=(--algorithm map-elites --emitter iso-line); fi
+    metrics="$work/dqd-$label/metrics.csv"
+    "${evo[@]}" run --genotype cppn --archive va --objective confidence "${algorithm[@]}" \
+      --device "$device" "${dqd_small[@]}" --iterations 1000000 --checkpoint-every 0 \
+      --no-export --out "$work/dqd-$label" &
+    pid=$!
+    until [ "$({ wc -l < "$metrics"; } 2>/dev/null || echo 0)" -ge 2 ]; do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    sleep "$dqd_seconds"
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid"
+    rc=$?
+    if [ "$rc" -ne 130 ]; then echo "$label run ended with exit $rc"; return 1; fi
+  done
+  echo "each run stepped ~${dqd_seconds} s after its first iteration (s stepping counts all)"
+  "$python" "$here/steps.py" runs "CMA-MEGA (va, $device)=$work/dqd-cma-mega" \
+    "iso-line MAP-Elites (va, $device)=$work/dqd-iso-line"
+}
+step dqd-vs-map-elites $((2 * dqd_seconds + 40)) dqd_vs_map_elites
+
 step finetune-default 160 finetune_default
 
 { echo; echo "## steps"; echo; cat "$work/steps.md"; } >> "$summary"

@@ -9,7 +9,7 @@ the condition for the categorical representation.
 
 Modules, in the order an image is made:
 
-* :mod:`~evoemotion.cgen.config` — :class:`Architecture`, :class:`TrainConfig`;
+* :mod:`~evoemotion.cgen.config` — :class:`Architecture`, :class:`GeneratorTrainConfig`;
 * :mod:`~evoemotion.cgen.targets` — :class:`TargetSpace`: what a condition means, valid
   targets, grids of targets;
 * :mod:`~evoemotion.cgen.network` — :class:`ConditionalGenerator`: the CPPN, rendering at
@@ -30,7 +30,7 @@ from typing import Any
 #: :mod:`evoemotion.cgen.config` (the command line's defaults) does not import torch.
 _EXPORTS = {
     "Architecture": "config",
-    "TrainConfig": "config",
+    "GeneratorTrainConfig": "config",
     "KINDS": "targets",
     "TargetSpace": "targets",
     "ACTIVATIONS": "network",

@@ -72,7 +72,7 @@ class GeneratorCheckpoint:
             raise CheckpointError(
                 f"{self.path} was trained against classifier {self.classifier['identity'][:12]} "
                 f"({self.classifier['source'] or 'unnamed'}), not {model.identity[:12]}; pass "
-                "the same --classifier"
+                "the same `classifier`"
             )
 
 

@@ -66,7 +66,7 @@ def read_run_cells(path: str | os.PathLike) -> RunCells:
 
     folder = RunFolder(Path(path).expanduser())
     if not folder.config_path.is_file():
-        raise ConfigError(f"--compare {folder.path}: no config.json (is it a run folder?)")
+        raise ConfigError(f"{folder.path}: no config.json (is it a run folder?)")
     try:
         config = folder.config
         classifier = str(config["classifiers"][0]["identity"])
@@ -77,15 +77,15 @@ def read_run_cells(path: str | os.PathLike) -> RunCells:
         else:
             spec, cells = ArchiveSpec.from_dict(config["archive"]), _elite_cells(folder)
     except (KeyError, IndexError, TypeError, EvoEmotionError) as err:
-        raise ConfigError(f"--compare {folder.path}: unreadable run ({err})") from None
+        raise ConfigError(f"{folder.path}: unreadable run ({err})") from None
     if spec.kind not in ("va", "vad"):
         raise ConfigError(
             f"{folder.config_path}: a {spec.kind!r} archive has no valence-arousal grid to "
-            "compare with; --compare takes va/vad runs"
+            "compare with; only va/vad runs can be compared"
         )
     if cells and not 0 <= cells[0] <= cells[-1] < spec.cells:
         raise ConfigError(
-            f"--compare {folder.path}: cell {cells[-1]} is outside the {spec.cells}-cell grid"
+            f"{folder.path}: cell {cells[-1]} is outside the {spec.cells}-cell grid"
         )
     return RunCells(folder.path, algorithm, spec, classifier, np.asarray(cells, dtype=np.int64))
 

@@ -13,7 +13,8 @@ from typing import Any
 from evoemotion.errors import ConfigError
 from evoemotion.render.ops import ACTIVATIONS as CPPN_ACTIVATIONS
 
-#: Choices of :attr:`TrainConfig.fit_loss` and :attr:`TrainConfig.diversity_space`.
+#: Choices of :attr:`GeneratorTrainConfig.fit_loss` and
+#: :attr:`GeneratorTrainConfig.diversity_space`.
 FIT_LOSSES = ("mse", "distance")
 DIVERSITY_SPACES = ("pixels", "embedding")
 
@@ -104,7 +105,7 @@ class Architecture:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class GeneratorTrainConfig:
     """Hyper-parameters of generator training.
 
     Args:
@@ -175,7 +176,7 @@ class TrainConfig:
         )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any]) -> GeneratorTrainConfig:
         """Inverse of :meth:`to_dict`.
 
         Raises:

@@ -21,7 +21,6 @@ For every target, several latents are rendered to uint8 images and scored by the
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,7 @@ import torch
 
 from evoemotion.cgen.network import ConditionalGenerator
 from evoemotion.errors import ConfigError
+from evoemotion.progress import Progress
 
 #: Images rendered and scored per chunk (rounded to whole targets).
 CHUNK_IMAGES = 64
@@ -193,7 +193,7 @@ def evaluate(
     tolerance: float | None = None,
     seed: int = 0,
     spec: Any = None,
-    callback: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Evaluation:
     """Render every archive-cell target with several latents and score the images.
 
@@ -212,7 +212,7 @@ def evaluate(
         spec: The :class:`~evoemotion.archives.ArchiveSpec` whose cells are the targets
             (e.g. a run's, to compare with it cell for cell); default the ``va``/``vad``
             archive of ``cells`` bins per axis. Its kind must be the generator's.
-        callback: Called as ``callback(done, total)`` after each scored chunk (images).
+        progress: Reports stage ``"evaluate"`` in images after each scored chunk.
 
     Returns:
         The :class:`Evaluation`.
@@ -220,39 +220,89 @@ def evaluate(
     Raises:
         ConfigError: bad counts, size or tolerance, or a classifier that lacks the outputs.
     """
-    from evoemotion.archives import make_archive_spec
-
     space = generator.space
+    _check_options(space, latents, size, tolerance, spec, cells)
+    if space.categorical:
+        targets, archive = space.grid(0), None
+        tolerance = CATEGORICAL_TOLERANCE if tolerance is None else tolerance
+    else:
+        spec, archive, targets = _regression_targets(space, scorer, spec, cells)
+    predictions, pixel_diversity, distances = _render_and_score(
+        generator, scorer, targets, latents, size, seed, progress
+    )
+    result = Evaluation(
+        kind=space.kind,
+        names=list(space.names),
+        targets=targets,
+        predictions=predictions,
+        hits=np.zeros((len(targets), latents), bool),
+        diversity_pixels=pixel_diversity,
+        diversity_embedding=distances.sum(axis=(1, 2)) / max(1, latents * (latents - 1)),
+        embedding_distances=distances,
+        tolerance=tolerance,
+        archive=spec.to_dict() if spec else None,
+    )
+    if space.categorical:
+        result.hits = (1.0 - result.errors()) >= tolerance
+    else:
+        _place_in_cells(result, archive, spec.cells)
+    return result
+
+
+def _check_options(
+    space: Any, latents: int, size: int, tolerance: float | None, spec: Any, cells: int | None
+) -> None:
+    """Refuse counts, sizes, tolerances and target archives :func:`evaluate` cannot use."""
     if latents < 1 or size < 8:
-        raise ConfigError(f"evaluation needs latents >= 1 and size >= 8, got {latents}, {size}")
+        raise ConfigError(f"`latents` must be >= 1 and `size` >= 8, got {latents}, {size}")
     if tolerance is not None and not (np.isfinite(tolerance) and tolerance >= 0):
-        raise ConfigError(f"--tolerance must be a non-negative number, got {tolerance}")
-    archive = None
+        raise ConfigError(f"`tolerance` must be a non-negative number, got {tolerance}")
     if spec is not None and (spec.kind != space.kind or cells is not None):
         raise ConfigError(
             f"a {spec.kind} archive cannot set the targets of a {space.kind} generator"
             if spec.kind != space.kind
-            else "give the archive spec or --cells, not both"
+            else "give `spec` or `cells`, not both"
         )
-    if space.categorical:
-        if cells is not None:
-            raise ConfigError(
-                "--cells applies to va/vad generators: a categorical generator "
-                "has one target per class"
-            )
-        targets = space.grid(0)
-        tolerance = CATEGORICAL_TOLERANCE if tolerance is None else tolerance
-    else:
-        spec = spec or make_archive_spec(
-            space.kind,
-            class_names=scorer.class_names,
-            regression_names=scorer.regression_names,
-            scales=scorer.scales,
-            cells=cells,
-            objective="none",
+    if space.categorical and cells is not None:
+        raise ConfigError(
+            "`cells` applies to va/vad generators: a categorical generator "
+            "has one target per class"
         )
-        archive = spec.build_archive(solution_dim=1)
-        targets = space.grid(spec.dims, spec.ranges)
+
+
+def _regression_targets(
+    space: Any, scorer: Any, spec: Any, cells: int | None
+) -> tuple[Any, Any, np.ndarray]:
+    """The archive spec (``spec`` or the default grid), its archive and its cell targets."""
+    from evoemotion.archives import make_archive_spec
+
+    spec = spec or make_archive_spec(
+        space.kind,
+        class_names=scorer.class_names,
+        regression_names=scorer.regression_names,
+        scales=scorer.scales,
+        cells=cells,
+        objective="none",
+    )
+    return spec, spec.build_archive(solution_dim=1), space.grid(spec.dims, spec.ranges)
+
+
+def _render_and_score(
+    generator: ConditionalGenerator,
+    scorer: Any,
+    targets: np.ndarray,
+    latents: int,
+    size: int,
+    seed: int,
+    progress: Progress | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render ``latents`` images per target in chunks and score them.
+
+    Returns:
+        ``(T, latents, width)`` predictions, ``(T,)`` pixel diversity and
+        ``(T, latents, latents)`` embedding distances.
+    """
+    space = generator.space
     z = generator.latents(len(targets) * latents, seed).reshape(len(targets), latents, -1)
     width = len(space.names) if not space.categorical else len(scorer.class_names)
     predictions = np.empty((len(targets), latents, width))
@@ -270,32 +320,21 @@ def evaluate(
         for i, t in enumerate(range(chunk.start, chunk.stop)):
             block = slice(i * latents, (i + 1) * latents)
             pixel_diversity[t], distances[t] = _pairwise(images[block], out["embedding"][block])
-        if callback is not None:
-            callback(chunk.stop * latents, len(targets) * latents)
-    result = Evaluation(
-        kind=space.kind,
-        names=list(space.names),
-        targets=targets,
-        predictions=predictions,
-        hits=np.zeros((len(targets), latents), bool),
-        diversity_pixels=pixel_diversity,
-        diversity_embedding=distances.sum(axis=(1, 2)) / max(1, latents * (latents - 1)),
-        embedding_distances=distances,
-        tolerance=tolerance,
-        archive=spec.to_dict() if spec else None,
-    )
-    if space.categorical:
-        result.hits = (1.0 - result.errors()) >= tolerance
-        return result
-    result.cells = archive.index_of(targets)
-    flat = predictions.reshape(-1, width)
+        if progress is not None:
+            progress("evaluate", (chunk.stop - chunk.start) * latents, len(targets) * latents, None)
+    return predictions, pixel_diversity, distances
+
+
+def _place_in_cells(result: Evaluation, archive: Any, n_cells: int) -> None:
+    """Set a regression result's target and image cells, and its hits."""
+    result.cells = archive.index_of(result.targets)
+    flat = result.predictions.reshape(-1, result.predictions.shape[-1])
     finite = np.isfinite(flat).all(axis=1)
     sample_cells = np.full(len(flat), -1, dtype=np.int64)
     sample_cells[finite] = archive.index_of(flat[finite])
-    result.sample_cells = sample_cells.reshape(len(targets), latents)
-    result.n_cells = spec.cells
-    if tolerance is None:
+    result.sample_cells = sample_cells.reshape(result.hits.shape)
+    result.n_cells = n_cells
+    if result.tolerance is None:
         result.hits = result.sample_cells == result.cells[:, None]
     else:
-        result.hits = (result.errors() <= tolerance).all(axis=2)
-    return result
+        result.hits = (result.errors() <= result.tolerance).all(axis=2)

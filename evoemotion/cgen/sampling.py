@@ -13,13 +13,13 @@ By default a ``va``/``vad`` grid uses one latent for every cell for the same rea
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from evoemotion.cgen.network import ConditionalGenerator
 from evoemotion.errors import ConfigError
+from evoemotion.progress import Progress
 
 
 def grid_targets(
@@ -42,9 +42,9 @@ def grid_targets(
     """
     space = generator.space
     if columns < 1 or rows < 1:
-        raise ConfigError(f"--grid needs positive COLUMNSxROWS, got {columns}x{rows}")
+        raise ConfigError(f"`columns` and `rows` must be positive, got {columns}x{rows}")
     if dominance is not None and space.kind != "vad":
-        raise ConfigError("--dominance applies to vad generators only")
+        raise ConfigError("`dominance` applies to vad generators only")
     if space.categorical:
         return np.repeat(space.grid(0), columns)
     ranges = list(space.scales[:2])
@@ -68,7 +68,7 @@ def sample_grid(
     seed: int = 0,
     shared_latent: bool | None = None,
     dominance: float | None = None,
-    callback: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Render a grid of samples (see the module docstring for the layout).
 
@@ -81,7 +81,7 @@ def sample_grid(
         shared_latent: One latent for all cells; default True for ``va``/``vad``. For
             categorical grids a column always shares its latent.
         dominance: The dominance of a ``vad`` grid.
-        callback: Called as ``callback(done, total)`` after each rendered image.
+        progress: Reports stage ``"render"``, one unit per rendered image.
 
     Returns:
         ``(n, size, size, 3)`` uint8 images in display order; lay them out with
@@ -97,7 +97,7 @@ def sample_grid(
         z = generator.latents(1, seed).expand(len(targets), -1)
     else:
         z = generator.latents(len(targets), seed)
-    return render_targets(generator, targets, z, size, callback)
+    return render_targets(generator, targets, z, size, progress)
 
 
 def render_targets(
@@ -105,7 +105,7 @@ def render_targets(
     targets: Any,
     z: Any,
     size: int,
-    callback: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Render one image per (target, latent) pair, one at a time, reporting progress.
 
@@ -114,7 +114,7 @@ def render_targets(
         targets: Canonical targets (see :meth:`TargetSpace.check`), one per latent.
         z: ``(n, latent_dim)`` latents.
         size: Side of each image in pixels.
-        callback: Called as ``callback(done, total)`` after each image.
+        progress: Reports stage ``"render"``, one unit per image.
 
     Returns:
         ``(n, size, size, 3)`` uint8 images.
@@ -123,6 +123,6 @@ def render_targets(
     images = np.empty((len(z), size, size, 3), dtype=np.uint8)
     for i in range(len(z)):
         images[i] = generator.render(targets[i : i + 1], z[i : i + 1], size)[0]
-        if callback is not None:
-            callback(i + 1, len(z))
+        if progress is not None:
+            progress("render", 1, len(z), None)
     return images

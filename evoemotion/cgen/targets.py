@@ -74,12 +74,12 @@ class TargetSpace:
             ConfigError: ``kind`` is unknown or the classifier has no matching head.
         """
         if kind not in KINDS:
-            raise ConfigError(f"--target {kind!r} is not one of {', '.join(KINDS)}")
+            raise ConfigError(f"`kind` {kind!r} is not one of {', '.join(KINDS)}")
         if kind == "categorical":
             names = tuple(model.class_names)
             if not names:
                 raise ConfigError(
-                    "--target categorical needs a classifier with a categorical "
+                    "`kind` categorical needs a classifier with a categorical "
                     "head; this one has none"
                 )
             return cls(kind, names, ((0.0, 1.0),) * len(names))
@@ -87,7 +87,7 @@ class TargetSpace:
         missing = [name for name in names if name not in model.regression_names]
         if missing:
             raise ConfigError(
-                f"--target {kind} needs the classifier outputs {', '.join(names)}; it lacks "
+                f"`kind` {kind} needs the classifier outputs {', '.join(names)}; it lacks "
                 f"{', '.join(missing)} (it has {', '.join(model.regression_names) or 'none'})"
             )
         scales = tuple((float(model.scales[n][0]), float(model.scales[n][1])) for n in names)
@@ -194,7 +194,7 @@ class TargetSpace:
             values = [float(part) for part in text.split(",")]
         except ValueError:
             raise ConfigError(
-                f"--target {text!r} must be {len(self.names)} comma-separated "
+                f"`target` {text!r} must be {len(self.names)} comma-separated "
                 f"numbers ({','.join(self.names)})"
             ) from None
         return self.check(values)
@@ -273,7 +273,7 @@ class TargetSpace:
         counts = [int(cells)] * len(self.names) if np.isscalar(cells) else [int(c) for c in cells]
         if len(counts) != len(self.names) or min(counts) < 1:
             raise ConfigError(
-                f"--cells needs {len(self.names)} positive counts for a "
+                f"`cells` needs {len(self.names)} positive counts for a "
                 f"{self.kind} grid, got {cells}"
             )
         axes = [

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from evoemotion.cgen.config import TrainConfig
+from evoemotion.cgen.config import GeneratorTrainConfig
 from evoemotion.cgen.curriculum import TargetSampler
 from evoemotion.cgen.network import ConditionalGenerator
 from evoemotion.errors import CheckpointError, ConfigError
@@ -63,7 +63,7 @@ class Trainer:
         self,
         generator: ConditionalGenerator,
         model: Any,
-        config: TrainConfig,
+        config: GeneratorTrainConfig,
         *,
         device: torch.device | str = "cpu",
     ) -> None:
@@ -224,7 +224,7 @@ class Trainer:
         Raises:
             ConfigError: the stored training config differs from this trainer's.
         """
-        if TrainConfig.from_dict(state["config"]) != self.config:
+        if GeneratorTrainConfig.from_dict(state["config"]) != self.config:
             raise ConfigError("the stored training options differ from this trainer's")
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng.set_state(state["rng"])
@@ -269,7 +269,7 @@ def train(
 
     if steps < 1 or checkpoint_every < 1:
         raise ConfigError(
-            f"--steps ({steps}) and --checkpoint-every ({checkpoint_every}) must be positive"
+            f"`steps` ({steps}) and `checkpoint_every` ({checkpoint_every}) must be positive"
         )
 
     def save() -> None:
@@ -319,7 +319,7 @@ def resume_trainer(
         )
     checkpoint.check_classifier(model)
     try:
-        config = TrainConfig.from_dict(checkpoint.training["config"])
+        config = GeneratorTrainConfig.from_dict(checkpoint.training["config"])
         trainer = Trainer(checkpoint.generator, model, config, device=device)
         trainer.load_state_dict(checkpoint.training)
     except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as err:

@@ -35,14 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Library parameter names whose option has another ``dest`` on the command line.
+#: Library parameter names whose option has another ``dest`` on the command line: the
+#: first of the listed dests that the command has is used.
 PARAMETER_DESTS = {
-    "classifiers": "classifier",
-    "crossover_prob": "crossover",
-    "k": "neighbors",
-    "novelty_policy": "novelty_archive",
-    "fmt": "format",
-    "kind": "archive",
+    "classifiers": ("classifier",),
+    "crossover_prob": ("crossover",),
+    "k": ("neighbors",),
+    "novelty_policy": ("novelty_archive",),
+    "fmt": ("format",),
+    "kind": ("archive", "target"),
+    "spec": ("compare",),
+    "fractions": ("split",),
 }
 
 
@@ -72,9 +75,10 @@ def as_flags(message: str, parser: argparse.ArgumentParser) -> str:
     flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
 
     def flag(match: re.Match) -> str:
-        name = PARAMETER_DESTS.get(match.group(1), match.group(1))
+        name = match.group(1)
         singular = name[:-1] if name.endswith("s") else name  # cells -> --cell on render
-        return flags.get(name) or flags.get(singular) or match.group(1)
+        dests = (*PARAMETER_DESTS.get(name, (name,)), singular)
+        return next((flags[dest] for dest in dests if dest in flags), name)
 
     return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", flag, message)
 

@@ -8,12 +8,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from evoemotion.cgen.config import DIVERSITY_SPACES, FIT_LOSSES, Architecture, TrainConfig
+from evoemotion.cgen.config import DIVERSITY_SPACES, FIT_LOSSES, Architecture, GeneratorTrainConfig
 from evoemotion.cli.options import add_classifier, add_device, add_seed, add_size
+from evoemotion.cli.progress import Bars
 
 #: Option names fixed when training starts (``--resume`` takes them from the checkpoint);
 #: ``seed`` belongs to both (it seeds the initial weights and the training draws).
-_TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]
+_TRAIN_FIELDS = [f.name for f in fields(GeneratorTrainConfig)]
 _ARCH_FIELDS = [f.name for f in fields(Architecture) if f.name not in ("seed", "coord_scale")]
 
 
@@ -22,6 +23,8 @@ def _grid(text: str) -> tuple[int, int]:
         columns, rows = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected COLUMNSxROWS like 8x8, got {text!r}") from None
+    if columns < 1 or rows < 1:
+        raise argparse.ArgumentTypeError(f"expected positive COLUMNSxROWS, got {text!r}")
     return columns, rows
 
 
@@ -100,7 +103,7 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         help="write the checkpoint every K steps (default: %(default)s)",
     )
     _add_device(train)
-    t, a = TrainConfig(), Architecture()
+    t, a = GeneratorTrainConfig(), Architecture()
     opts = train.add_argument_group("training options (fixed at the start)")
     opts.add_argument(
         "--batch-size",
@@ -364,7 +367,7 @@ def _new_trainer(args: argparse.Namespace, device: Any) -> tuple[Any, str]:
         )
     source = args.classifier or "default"
     model = load_model(source, device=device)
-    config = TrainConfig(**_explicit(args, _TRAIN_FIELDS))
+    config = GeneratorTrainConfig(**_explicit(args, _TRAIN_FIELDS))
     arch = _explicit(args, _ARCH_FIELDS)
     if "activations" in arch:
         arch["activations"] = tuple(a.strip() for a in arch["activations"].split(",") if a.strip())
@@ -447,34 +450,6 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Progress:
-    """A tqdm bar of images, opened at the first report (so an early error prints alone).
-
-    Args:
-        desc: The bar's label.
-    """
-
-    def __init__(self, desc: str) -> None:
-        self.desc = desc
-        self.bar: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(
-                total=total, desc=self.desc, unit="img", leave=False, dynamic_ncols=True
-            )
-        self.bar.update(done - self.bar.n)
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def sample_command(args: argparse.Namespace) -> int:
     """Handle ``evoemotion cgen sample``."""
     from evoemotion.cgen import load_generator, render_targets, sample_grid
@@ -487,7 +462,7 @@ def sample_command(args: argparse.Namespace) -> int:
     generator = load_generator(args.generator, device=resolve_device(args.device)).generator
     space = generator.space
     columns, rows = args.grid
-    with _Progress("render") as progress:
+    with Bars(leave=False) as progress:
         if args.target is not None:
             target = space.parse(args.target)
             images = render_targets(
@@ -508,7 +483,7 @@ def sample_command(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 shared_latent=not args.vary_latent,
                 dominance=args.dominance,
-                callback=progress,
+                progress=progress,
             )
             layout = _describe_grid(space, columns, rows)
     image = images[0] if len(images) == 1 else grid(images, columns=columns, gap=args.gap)
@@ -555,7 +530,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     model = load_model(source, device=device)
     checkpoint.check_classifier(model)
     scorer = Scorer([model], device=device, crops=args.crops, size=args.score_size or None)
-    with _Progress("evaluate") as progress:
+    with Bars(leave=False) as progress:
         result = evaluate(
             checkpoint.generator,
             scorer,
@@ -565,7 +540,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             tolerance=args.tolerance,
             seed=args.seed,
             spec=next(iter(specs.values()), None),
-            callback=progress,
+            progress=progress,
         )
     summary = result.summary()
     rows = result.rows()

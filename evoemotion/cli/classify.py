@@ -7,39 +7,16 @@ import json
 from pathlib import Path
 
 from evoemotion.cli.options import add_classifier, add_device, add_seed, add_size, size_or_native
+from evoemotion.cli.progress import Bars
+from evoemotion.progress import relabelled
 
 #: Datasets used when a command is given no ``--dataset``.
 DEFAULT_DATASETS = ["emotion6", "oasis"]
 
 
-class StageBars:
-    """A tqdm bar per progress stage; a new stage closes the previous bar."""
-
-    def __init__(self) -> None:
-        self.stage: str | None = None
-        self.bar = None
-
-    def __call__(self, stage: str, advance: int, total: int, postfix: dict | None = None) -> None:
-        from tqdm import tqdm
-
-        if stage != self.stage:
-            self.close()
-            unit = "epoch" if stage.endswith("heads") else "step" if "ascent" in stage else "img"
-            self.bar = tqdm(total=total, desc=stage, unit=unit, dynamic_ncols=True)
-            self.stage = stage
-        self.bar.update(advance)
-        if postfix:
-            self.bar.set_postfix(postfix, refresh=False)
-
-    def counter(self, stage: str, total: int):
-        """A ``progress(advance)`` callback feeding this stage's bar."""
-        return lambda advance: self(stage, advance, total)
-
-    def close(self) -> None:
-        """Close the open bar, if any."""
-        if self.bar is not None:
-            self.bar.close()
-        self.bar, self.stage = None, None
+def _unit(stage: str) -> str:
+    """The unit of a training or evaluation stage's bar."""
+    return "epoch" if stage.endswith("heads") else "step" if "ascent" in stage else "img"
 
 
 def _add_data_options(parser: argparse.ArgumentParser, default_note: str) -> None:
@@ -265,9 +242,7 @@ def register(subparsers) -> None:
     reach.add_argument(
         "--reachability", action="store_true", help="report what the model's outputs can reach"
     )
-    reach.add_argument(
-        "--steps", type=int, default=150, help="ascent steps (default: %(default)s)"
-    )
+    reach.add_argument("--steps", type=int, default=150, help="ascent steps (default: %(default)s)")
     reach.add_argument(
         "--lr", type=float, default=0.05, help="Adam learning rate (default: %(default)s)"
     )
@@ -332,12 +307,10 @@ def _load_datasets(args, specs: list[str]) -> list:
         if args.lexicon or path.is_file():
             lexicon = load_warriner(path)
     datasets = []
-    bars = StageBars()
+    bars = Bars(_unit)
     for spec in specs:
         data = load_dataset(spec, lexicon)
-        data, problems = check_images(
-            data, args.strict, bars.counter(f"checking {spec}", len(data))
-        )
+        data, problems = check_images(data, args.strict, relabelled(bars, f"checking {spec}"))
         bars.close()
         for line in problems:
             print(f"skipped: {line}")
@@ -482,7 +455,7 @@ def run_train(args) -> int:
     config = _config(args, [h for h in heads if h])
     specs = args.dataset or DEFAULT_DATASETS
     datasets = _load_datasets(args, specs)
-    bars = StageBars()
+    bars = Bars(_unit)
     if args.cv:
         return _run_cv(datasets, config, args.cv, args.out, bars)
     model = train(datasets, config, specs=specs, progress=bars)
@@ -498,7 +471,7 @@ def run_train(args) -> int:
     return 0
 
 
-def _run_cv(datasets: list, config, folds: int, out: Path, bars: StageBars) -> int:
+def _run_cv(datasets: list, config, folds: int, out: Path, bars: Bars) -> int:
     """Cross-validate a recipe, print the mean of each summary metric, write the JSON."""
     from evoemotion.atomic import atomic_write
     from evoemotion.emotion.train import cross_validate, summary_metrics
@@ -528,7 +501,7 @@ def run_evaluate(args) -> int:
         return _run_reachability(model, args)
     specs = args.dataset or model.metadata.get("data", {}).get("specs") or DEFAULT_DATASETS
     results = {}
-    bars = StageBars()
+    bars = Bars(_unit)
     for data in _load_datasets(args, specs):
         rows = held_out_rows(model, data)
         seen = data.name in model.metadata.get("split", {}).get("datasets", {})
@@ -540,7 +513,7 @@ def run_evaluate(args) -> int:
             size=args.size,
             autocast=args.bf16,
             cache_dir=args.cache_dir,
-            progress=bars.counter(f"scoring {label}", len(rows)),
+            progress=relabelled(bars, f"scoring {label}"),
         )
         bars.close()
         print("\n".join(_format_metrics(label, results[data.name])))
@@ -569,7 +542,7 @@ def _run_reachability(model, args) -> int:
     size = args.size or model.metadata.get("recommended_scoring_size") or 128
     if args.steps < 1 or args.restarts < 1:
         raise ConfigError(f"--steps {args.steps} and --restarts {args.restarts} must be >= 1")
-    bars = StageBars()
+    bars = Bars(_unit)
     results = {
         "pixels": pixel_ascent(
             model,
@@ -578,7 +551,7 @@ def _run_reachability(model, args) -> int:
             args.lr,
             args.restarts,
             args.seed,
-            lambda k, total: bars(f"pixel ascent at {size} px", k, total),
+            relabelled(bars, f"pixel ascent at {size} px"),
         )
     }
     bars.close()
@@ -597,7 +570,7 @@ def _run_reachability(model, args) -> int:
             size,
             args.steps,
             args.lr,
-            lambda k, total: bars(f"{genotype.name} ascent at {size} px", k, total),
+            relabelled(bars, f"{genotype.name} ascent at {size} px"),
         )
         bars.close()
     table = reachability_table(results)
@@ -702,7 +675,7 @@ def run_compare(args) -> int:
     _threads(args)
     specs = args.dataset or DEFAULT_DATASETS
     datasets = _load_datasets(args, specs)
-    bars = StageBars()
+    bars = Bars(_unit)
     table = compare_representations(datasets, _config(args, []), progress=bars)
     bars.close()
     columns = [

@@ -131,8 +131,7 @@ def collect(args: argparse.Namespace) -> tuple[Any, list[Any], list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     """Render what :func:`collect` gathers and write the PNG (and genomes)."""
-    from tqdm import tqdm
-
+    from evoemotion.cli.progress import Bars
     from evoemotion.genotypes.files import write_genome
     from evoemotion.render import render
     from evoemotion.render.images import grid, save_png
@@ -147,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("-o/--output PNG is required for a genome file or --random")
     genotype, genomes, names = collect(args)
     size = args.size or (512 if len(genomes) == 1 else 128)
-    with tqdm(total=size * size, unit="px", unit_scale=True, desc="render", leave=False) as bar:
-        images = render(genotype, genomes, size, progress=lambda done, _: bar.update(done - bar.n))
+    with Bars("px", leave=False) as bars:
+        images = render(genotype, genomes, size, progress=bars)
     image = images[0] if len(images) == 1 else grid(images, columns=args.columns, gap=args.gap)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_png(args.output, image)

@@ -395,8 +395,12 @@ def _add_dqd_options(parser: argparse.ArgumentParser) -> None:
         "--emitters sets how many (per-class: at least one per class)",
     )
     numbers = (
-        ("--dqd-sigma", "sigma", "CMA-MEGA's initial coefficient step sigma0, OMG-MEGA's "
-         "sigma_g, on unit-length gradients"),
+        (
+            "--dqd-sigma",
+            "sigma",
+            "CMA-MEGA's initial coefficient step sigma0, OMG-MEGA's "
+            "sigma_g, on unit-length gradients",
+        ),
         ("--dqd-lr", "lr", "learning rate of the CMA-MEGA solution point"),
         ("--archive-lr", "archive_lr", "CMA-MAEGA's archive learning rate in (0, 1]"),
     )
@@ -655,17 +659,13 @@ def _step_and_export(run: Run, iterations: int, args: argparse.Namespace) -> int
         )
         return 130
     if not args.no_export:
+        from evoemotion.cli.progress import Bars
         from evoemotion.snapshot import ArchiveSnapshot
         from evoemotion.views.export import export_elites
 
         snapshot = ArchiveSnapshot.of(state)
-        with tqdm(total=len(snapshot), unit="elite", desc="export", dynamic_ncols=True) as ebar:
-            export_elites(
-                run.folder,
-                snapshot,
-                size=run.config.export_size,
-                progress=lambda done: ebar.update(done - ebar.n),
-            )
+        with Bars("elite") as bars:
+            export_elites(run.folder, snapshot, size=run.config.export_size, progress=bars)
     last = state.metrics[-1] if state.metrics else None
     summary = (
         f"coverage {last['coverage']:.3f}, QD score {last['qd_score']:.2f}, "

@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 
 from evoemotion.cli.options import add_device, add_size, positive_int
+from evoemotion.cli.progress import Bars
+from evoemotion.progress import relabelled
 
 FORMAT_HELP = "figure format: png, svg or pdf (default: %(default)s)"
 
@@ -109,16 +111,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gallery.set_defaults(handler=gallery_command)
 
 
-def _bar(total: int, desc: str, unit: str = "elite"):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, leave=False)
-
-
-def _progress(bar):
-    return lambda done: bar.update(done - bar.n)
-
-
 def plot_command(args: argparse.Namespace) -> int:
     """Handle ``evoemotion plot``."""
     from evoemotion.views.plots import CURVES, curves_figure, plot_run, save_figure
@@ -129,7 +121,7 @@ def plot_command(args: argparse.Namespace) -> int:
     curves = []
     for view in views:
         out = args.out or (Path("plots") if several else view.path / "plots")
-        with _bar(len(view), f"plot {view.name}") as bar:
+        with Bars("elite", leave=False) as bars:
             written = plot_run(
                 view,
                 out,
@@ -137,7 +129,7 @@ def plot_command(args: argparse.Namespace) -> int:
                 prefix=f"{view.name}-" if several else "",
                 top_k=args.top_k,
                 thumb_size=args.thumb_size,
-                progress=_progress(bar),
+                progress=relabelled(bars, f"plot {view.name}"),
             )
         print(f"{view.name}: {len(view)} elites at iteration {view.iteration}")
         for path in written:
@@ -176,10 +168,14 @@ def analyze_command(args: argparse.Namespace) -> int:
             [model], device=args.device, crops=int(run.get("crops", 1)), size=run.get("score_size")
         )
     out = args.out or view.path / "analysis"
-    passes = 2 if scorer else 1
-    with _bar(passes * len(view), f"analyze {view.name}") as bar:
+    with Bars("elite", leave=False) as bars:
         study = analyze_run(
-            view, out, size=args.size, fmt=args.format, confirm=scorer, progress=_progress(bar)
+            view,
+            out,
+            size=args.size,
+            fmt=args.format,
+            confirm=scorer,
+            progress=relabelled(bars, f"analyze {view.name}"),
         )
     print(study.report, end="")
     for path in study.files:
@@ -193,9 +189,12 @@ def gallery_command(args: argparse.Namespace) -> int:
     from evoemotion.views.runview import open_run
 
     view = open_run(args.run)
-    with _bar(len(view), f"gallery {view.name}") as bar:
+    with Bars("elite", leave=False) as bars:
         index = run_gallery(
-            view, args.out or view.path / "gallery", size=args.size, progress=_progress(bar)
+            view,
+            args.out or view.path / "gallery",
+            size=args.size,
+            progress=relabelled(bars, f"gallery {view.name}"),
         )
     print(f"wrote {index} ({len(view)} elites); open it in a browser")
     return 0
@@ -210,11 +209,8 @@ def render_run(args: argparse.Namespace) -> int:
     rows = select_elites(view, cells=args.cell or [], top=args.top)
     size = args.size or 2048
     out = args.output or view.path / "posters"
-    with _bar(len(rows) * size * size, "render", unit="px") as bar:
-        bar.unit_scale = True
-        written = render_posters(
-            view, rows, size, out, progress=lambda done, _: bar.update(done - bar.n)
-        )
+    with Bars("px", leave=False) as bars:
+        written = render_posters(view, rows, size, out, progress=bars)
     for path in written:
         print(f"wrote {path} ({size}x{size})")
     return 0

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from evoemotion.emotion.datasets import VALUE_NAMES, EmotionData, split_indices
 from evoemotion.emotion.evaluate import categorical_metrics, predict_rows, regression_metrics
-from evoemotion.emotion.train import Progress, TrainConfig, class_names_of, train
+from evoemotion.emotion.train import TrainConfig, class_names_of, train
+from evoemotion.progress import Progress
 
 #: Representation name -> heads of its model.
 REPRESENTATIONS = {"categorical": ["categorical"], "va": ["va"], "vad": ["vad"]}

@@ -30,6 +30,7 @@ from PIL import Image
 from evoemotion.emotion.lexicon import Lexicon
 from evoemotion.errors import DataError
 from evoemotion.paths import data_root
+from evoemotion.progress import Progress
 
 #: Image file extensions the folder adapter picks up.
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -398,14 +399,14 @@ def read_image(path: Path) -> np.ndarray:
 def check_images(
     data: EmotionData,
     strict: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[EmotionData, list[str]]:
     """Decode every image once; drop (or, with ``strict``, refuse) missing and corrupt ones.
 
     Args:
         data: The dataset.
         strict: Raise instead of skipping.
-        progress: Called with 1 after each image.
+        progress: Reports stage ``"check"``, one unit per image.
 
     Returns:
         The dataset without bad rows, and one line per bad image (path and reason).
@@ -421,7 +422,7 @@ def check_images(
         except DataError as err:
             problems.append(str(err))
         if progress:
-            progress(1)
+            progress("check", 1, len(data), None)
     if problems and strict:
         raise DataError(
             f"{len(problems)} unreadable image(s) in {data.name}: " + "; ".join(problems)

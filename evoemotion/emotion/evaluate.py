@@ -164,7 +164,7 @@ def predict_rows(
         size: Input side; default the model's input size.
         autocast: bfloat16 autocast for the backbone.
         cache_dir: Feature cache (None: default, "": none).
-        progress: Called with the number of images done.
+        progress: Reports the images scored (see :mod:`evoemotion.progress`).
 
     Returns:
         Output name -> numpy array (as :meth:`EmotionModel.forward`).
@@ -200,7 +200,7 @@ def evaluate_rows(
         size: Input side; default the model's input size.
         autocast: bfloat16 autocast for the backbone.
         cache_dir: Feature cache (None: default, "": none).
-        progress: Called with the number of images done.
+        progress: Reports the images scored (see :mod:`evoemotion.progress`).
 
     Returns:
         ``{"n", "categorical"?, "category"?, "valence"?, "arousal"?, "dominance"?,

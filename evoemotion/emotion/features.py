@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 from evoemotion.atomic import atomic_write
 from evoemotion.emotion.datasets import read_image
 from evoemotion.emotion.model import EmotionModel
+from evoemotion.progress import Progress
 
 #: Views of an image used as training augmentation; ``full`` is what scoring sees.
 VIEWS = ("full", "flip", "crop-c", "crop-tl", "crop-tr", "crop-bl", "crop-br")
@@ -130,7 +130,7 @@ def extract_features(
     batch_size: int = 32,
     autocast: bool = False,
     cache_dir: Path | None | bool = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Backbone features of image files in one view, reusing and filling the cache.
 
@@ -142,7 +142,7 @@ def extract_features(
         batch_size: Images per forward pass.
         autocast: bfloat16 autocast for the backbone.
         cache_dir: Cache folder; ``None`` for the default, ``False`` for no cache.
-        progress: Called with the number of images done after each batch (cached ones too).
+        progress: Reports stage ``"features"`` in images after each batch (cached ones too).
 
     Returns:
         float32 ``(len(paths), D)``.
@@ -161,14 +161,14 @@ def extract_features(
     keys = [_signature(p) for p in paths]
     todo = [i for i, k in enumerate(keys) if k not in rows]
     if progress and len(paths) > len(todo):
-        progress(len(paths) - len(todo))
+        progress("features", len(paths) - len(todo), len(paths), None)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         images = [view_image(read_image(paths[i]), view) for i in chunk]
         feats = embed_images(model, images, size, autocast)
         rows.update({keys[i]: f for i, f in zip(chunk, feats, strict=True)})
         if progress:
-            progress(len(chunk))
+            progress("features", len(chunk), len(paths), None)
         if cache_path and (start // batch_size) % 20 == 19:
             _save_cache(cache_path, rows)  # keep work done so far if interrupted
     if cache_path and todo:

@@ -24,9 +24,7 @@ import torch
 
 from evoemotion.emotion.model import EmotionModel
 from evoemotion.errors import ConfigError
-
-#: ``progress(advance, total)`` after each ascent step.
-StepProgress = Callable[[int, int], None]
+from evoemotion.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -95,7 +93,7 @@ def ascend(
     steps: int,
     lr: float,
     project: Callable[[torch.Tensor], None] | None = None,
-    progress: StepProgress | None = None,
+    progress: Progress | None = None,
 ) -> list[Reached]:
     """Adam gradient ascent of every target from ``restarts`` starts each, in one batch.
 
@@ -112,7 +110,7 @@ def ascend(
         lr: Adam learning rate.
         project: Called on the parameters (in place, no grad) after each step, e.g. to clip
             genomes into their bounds.
-        progress: Called after each step.
+        progress: Reports stage ``"ascent"``, one unit per step.
 
     Returns:
         One :class:`Reached` per target: the best value over its starts and all steps.
@@ -155,7 +153,7 @@ def ascend(
                 with torch.no_grad():
                     project(params)
             if progress:
-                progress(1, steps)
+                progress("ascent", 1, steps, None)
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -175,7 +173,7 @@ def pixel_ascent(
     lr: float = 0.05,
     restarts: int = 1,
     seed: int = 0,
-    progress: StepProgress | None = None,
+    progress: Progress | None = None,
 ) -> list[Reached]:
     """Ascend every target of the model over free pixels (``sigmoid`` of a free tensor).
 
@@ -186,7 +184,7 @@ def pixel_ascent(
         lr: Adam learning rate on the pre-sigmoid pixels.
         restarts: Starts per target (near-grey noise, seeded).
         seed: Seed of the starts.
-        progress: Called after each step.
+        progress: Reports stage ``"ascent"``, one unit per step.
 
     Returns:
         One :class:`Reached` per target of :func:`targets_of`.
@@ -209,7 +207,7 @@ def genome_ascent(
     size: int = 128,
     steps: int = 150,
     lr: float = 0.05,
-    progress: StepProgress | None = None,
+    progress: Progress | None = None,
 ) -> list[Reached]:
     """Ascend every target of the model over flat genomes rendered differentiably.
 
@@ -221,7 +219,7 @@ def genome_ascent(
         size: Image side in pixels.
         steps: Adam steps.
         lr: Adam learning rate on the genes.
-        progress: Called after each step.
+        progress: Reports stage ``"ascent"``, one unit per step.
 
     Returns:
         One :class:`Reached` per target of :func:`targets_of`.

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -46,10 +45,7 @@ from evoemotion.emotion.model import (
     resolve_device,
 )
 from evoemotion.errors import ConfigError
-
-#: ``progress(stage, advance, total, postfix)``: a stage label, units just done, the stage's
-#: total units, and optional numbers to show (loss ...).
-Progress = Callable[[str, int, int, "dict | None"], None]
+from evoemotion.progress import Progress, relabelled
 
 #: Targets a categorical head can learn (see :class:`TrainConfig`).
 LABELS = ("soft", "category", "mixed")
@@ -206,12 +202,12 @@ def check_categories(datasets: list[EmotionData], labels: str) -> None:
     for d in datasets:
         if d.class_names and d.categories is None:
             raise ConfigError(
-                f"--labels {labels}: dataset {d.name} has classes {d.class_names} but no "
-                "collected-for categories (only rater distributions); use --labels soft"
+                f"`labels` {labels}: dataset {d.name} has classes {d.class_names} but no "
+                "collected-for categories (only rater distributions); use `labels` soft"
             )
     if not any(d.categories is not None for d in datasets):
         names = ", ".join(f"{d.name} (classes {d.class_names or 'none'})" for d in datasets)
-        raise ConfigError(f"--labels {labels}: no dataset has collected-for categories: {names}")
+        raise ConfigError(f"`labels` {labels}: no dataset has collected-for categories: {names}")
 
 
 def targets(
@@ -305,7 +301,7 @@ def gather_rows(
                 size=size,
                 autocast=config.autocast,
                 cache_dir=False if config.cache_dir == "" else config.cache_dir,
-                progress=progress and (lambda k: progress(f"features {part}", k, total, None)),
+                progress=relabelled(progress, f"features {part}", total),
             )
         )
         probs.append(p)
@@ -505,48 +501,28 @@ def fit_heads(
     names = list(only) if only is not None else [s.name for s in model.head_specs]
     _check_targets(model, train, names)
     device = model.feature_mean.device
-    torch.manual_seed(config.seed)
-    for name in names:  # deterministic re-initialisation for this seed
-        for layer in model.heads[name].modules():
-            if isinstance(layer, torch.nn.Linear):
-                layer.reset_parameters()
+    _reset_heads(model, names, config.seed)
     if only is None:
-        x = torch.as_tensor(train.features, device=device)
-        model.feature_mean.copy_(x.mean(dim=0))
-        # near-constant features must not be blown up into noise: floor their scale at a
-        # twentieth of the typical feature spread
-        std = x.std(dim=0)
-        model.feature_scale.copy_(std.clamp_min(0.05 * float(std.mean()) + 1e-12))
-
-    def tensors(rows: Rows) -> tuple[torch.Tensor, ...]:
-        return tuple(
-            torch.as_tensor(a, dtype=torch.float32, device=device)
-            for a in (rows.features, rows.probs, rows.values)
-        )
-
-    train_t, val_t = tensors(train), None if val is None else tensors(val)
+        _standardise(model, torch.as_tensor(train.features, device=device))
+    train_t, val_t = _tensors(train, device), None if val is None else _tensors(val, device)
     balance = balance_terms(train.probs, config.balance, device)
     optimiser = torch.optim.Adam(
         [p for name in names for p in model.heads[name].parameters()], lr=config.lr
     )
     best = {n: {"val_loss": float("inf"), "best_epoch": 0} for n in names}
     best_state = {n: copy.deepcopy(model.heads[n].state_dict()) for n in names}
+
+    def keep(name: str, epoch: int, val_loss: float) -> None:
+        best[name] = {"val_loss": val_loss, "best_epoch": epoch}
+        best_state[name] = copy.deepcopy(model.heads[name].state_dict())
+
     generator = torch.Generator().manual_seed(config.seed)
     epochs = config.epochs if val is not None else max(stop_at[n] for n in names)
     for epoch in range(1, epochs + 1):
-        model.heads.train()
-        order = torch.randperm(len(train_t[0]), generator=generator).to(device)
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            loss = training_loss(model, *(t[idx] for t in train_t), config.l2, balance, only)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-        model.heads.eval()
+        _train_epoch(model, train_t, generator, optimiser, config, balance, only)
         if val is None:
             for name in (n for n in names if stop_at[n] == epoch):
-                best[name] = {"val_loss": float("nan"), "best_epoch": epoch}
-                best_state[name] = copy.deepcopy(model.heads[name].state_dict())
+                keep(name, epoch, float("nan"))
             if progress:
                 progress("refit heads", 1, epochs, None)
             continue
@@ -556,8 +532,7 @@ def fit_heads(
             )
         for name, value in val_losses.items():
             if value.item() < best[name]["val_loss"]:
-                best[name] = {"val_loss": value.item(), "best_epoch": epoch}
-                best_state[name] = copy.deepcopy(model.heads[name].state_dict())
+                keep(name, epoch, value.item())
         if progress:
             progress("heads", 1, epochs, {n: round(v.item(), 4) for n, v in val_losses.items()})
         if all(epoch - b["best_epoch"] >= config.patience for b in best.values()):
@@ -566,6 +541,54 @@ def fit_heads(
         model.heads[name].load_state_dict(best_state[name])
     model.eval()
     return best
+
+
+def _reset_heads(model: EmotionModel, names: list[str], seed: int) -> None:
+    """Re-initialise the named heads' linear layers, deterministically for ``seed``."""
+    torch.manual_seed(seed)
+    for name in names:
+        for layer in model.heads[name].modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.reset_parameters()
+
+
+def _standardise(model: EmotionModel, x: torch.Tensor) -> None:
+    """Set the model's feature standardisation from training features ``x``."""
+    model.feature_mean.copy_(x.mean(dim=0))
+    # near-constant features must not be blown up into noise: floor their scale at a
+    # twentieth of the typical feature spread
+    std = x.std(dim=0)
+    model.feature_scale.copy_(std.clamp_min(0.05 * float(std.mean()) + 1e-12))
+
+
+def _tensors(rows: Rows, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Features, class probabilities and values of ``rows`` as float32 tensors."""
+    return tuple(
+        torch.as_tensor(a, dtype=torch.float32, device=device)
+        for a in (rows.features, rows.probs, rows.values)
+    )
+
+
+def _train_epoch(
+    model: EmotionModel,
+    train_t: tuple[torch.Tensor, ...],
+    generator: torch.Generator,
+    optimiser: torch.optim.Optimizer,
+    config: TrainConfig,
+    balance: Balance,
+    only: list[str] | None,
+) -> None:
+    """One epoch of mini-batch steps over the training tensors, in a shuffled order."""
+    device = train_t[0].device
+    model.heads.train()
+    order = torch.randperm(len(train_t[0]), generator=generator).to(device)
+    for start in range(0, len(order), config.batch_size):
+        idx = order[start : start + config.batch_size]
+        loss = training_loss(model, *(t[idx] for t in train_t), config.l2, balance, only)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.heads.eval()
 
 
 def finetune(
@@ -670,8 +693,8 @@ def initial_model(config: TrainConfig, class_names: list[str]) -> EmotionModel:
         split = base.metadata.get("split", {})
         if (split.get("seed"), split.get("fractions")) != (config.seed, list(config.fractions)):
             raise ConfigError(
-                f"--from {config.init}: its split (seed {split.get('seed')}, fractions "
-                f"{split.get('fractions')}) differs from --seed {config.seed} --split "
+                f"`init` {config.init}: its split (seed {split.get('seed')}, fractions "
+                f"{split.get('fractions')}) differs from `seed` {config.seed} `fractions` "
                 f"{','.join(map(str, config.fractions))}; retrained heads must keep its test rows"
             )
         new = {

@@ -13,7 +13,7 @@ Channel values that are NaN or +-inf become 0 before the colour mapping; see
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,6 +24,7 @@ from evoemotion.render.reference import axis, color_scale
 
 if TYPE_CHECKING:
     from evoemotion.genotypes.base import Genotype
+    from evoemotion.progress import Progress
 
 __all__ = ["BAND_PIXELS", "image_size", "render"]
 
@@ -58,7 +59,7 @@ def render(
     genomes: Sequence[object] | np.ndarray,
     size: int | Sequence[int],
     *,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Render genomes of one genotype.
 
@@ -66,7 +67,8 @@ def render(
         genotype: the genotype the genomes belong to (see :func:`load_genotype`).
         genomes: a sequence of genomes, or an (n, solution_dim) array for flat kinds.
         size: side length in pixels, or ``(height, width)``.
-        progress: called as ``progress(done, total)`` in pixels per genome after each band.
+        progress: reports stage ``"render"`` in pixels per genome after each band
+            (see :mod:`evoemotion.progress`).
 
     Returns:
         uint8 array (N, H, W, 3).
@@ -127,5 +129,5 @@ def render(
                 flat,
             )
         if progress is not None:
-            progress(stop, total)
+            progress("render", stop - start, total, None)
     return images

@@ -11,19 +11,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evoemotion.atomic import atomic_write, reporting_write_errors
 
 if TYPE_CHECKING:
+    from evoemotion.progress import Progress
     from evoemotion.runs import RunFolder
     from evoemotion.snapshot import ArchiveSnapshot
 
 
 def _write_elites(
-    staging: Path, snapshot: ArchiveSnapshot, size: int, progress: Callable[[int], None] | None
+    staging: Path, snapshot: ArchiveSnapshot, size: int, progress: Progress | None
 ) -> list[list[object]]:
     """Render and write every elite's PNG and genome file; return the CSV rows."""
     from PIL import Image
@@ -53,7 +53,7 @@ def _write_elites(
                 ]
             )
         if progress:
-            progress(len(rows))
+            progress("export", len(picked), len(snapshot), None)
     return rows
 
 
@@ -62,7 +62,7 @@ def export_elites(
     snapshot: ArchiveSnapshot,
     *,
     size: int = 256,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> int:
     """Write every elite of ``snapshot`` into ``folder``'s ``elites/`` and ``elites.csv``.
 
@@ -70,7 +70,7 @@ def export_elites(
         folder: The run folder.
         snapshot: The archive to export (e.g. ``ArchiveSnapshot.of(state)``).
         size: Side of the PNGs in pixels.
-        progress: Called with the number of elites written after each batch.
+        progress: Reports stage ``"export"`` in elites written, after each batch.
 
     Returns:
         The number of elites written.

@@ -26,6 +26,7 @@ from evoemotion.render.images import save_png
 from evoemotion.views.layout import Panel
 
 if TYPE_CHECKING:
+    from evoemotion.progress import Progress
     from evoemotion.views.runview import RunView
 
 #: Side of the thumbnails in the grid, in pixels.
@@ -79,7 +80,7 @@ def write_gallery(
     panels: Sequence[Panel],
     elites: Sequence[GalleryElite],
     image: Callable[[int], np.ndarray],
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Write the gallery folder.
 
@@ -92,7 +93,7 @@ def write_gallery(
         elites: What to show per elite.
         image: Returns the large uint8 ``(H, W, 3)`` image of elite ``i``; called once per
             elite, in order, so a caller can render lazily in batches.
-        progress: Called with the number of elites written after each one.
+        progress: Reports stage ``"gallery"``, one unit per elite written.
 
     Returns:
         The path of ``index.html``.
@@ -108,7 +109,7 @@ def write_gallery(
         save_png(folder / "thumbs" / name, _thumbnail(picture, THUMB_SIZE))
         records.append({**asdict(elite), "png": f"images/{name}", "thumb": f"thumbs/{name}"})
         if progress is not None:
-            progress(i + 1)
+            progress("gallery", 1, len(elites), None)
     payload = {
         "title": title,
         "info": [list(pair) for pair in info],
@@ -162,7 +163,7 @@ def run_gallery(
     folder: str | Path,
     *,
     size: int = 384,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Write the gallery of a run's archive at its latest checkpoint.
 
@@ -170,7 +171,7 @@ def run_gallery(
         view: The run.
         folder: Output folder.
         size: Side of the large images in pixels.
-        progress: Called with the number of elites written so far.
+        progress: Reports stage ``"gallery"``, one unit per elite written.
 
     Returns:
         The path of ``index.html``.

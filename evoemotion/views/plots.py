@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import colorsys
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from evoemotion.views.features import HUE_NAMES
 from evoemotion.views.mosaic import mosaic_figure
 
 if TYPE_CHECKING:
+    from evoemotion.progress import Progress
     from evoemotion.views.runview import RunView
 
 #: File formats :func:`save_figure` writes.
@@ -294,7 +295,7 @@ def plot_run(
     prefix: str = "",
     top_k: int = 8,
     thumb_size: int = 64,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[Path]:
     """Write a run's mosaic, objective heatmap and metric curves.
 
@@ -305,7 +306,7 @@ def plot_run(
         prefix: Put before each file name (e.g. the run name when plotting several).
         top_k: Elites per emotion row of a ``categorical`` mosaic.
         thumb_size: Side of the mosaic thumbnails in pixels.
-        progress: Called with the number of thumbnails rendered so far.
+        progress: Reports the thumbnails rendered (stage ``"render"``).
 
     Returns:
         The files written (no mosaic or heatmap while the archive is empty, no curves

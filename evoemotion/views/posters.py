@@ -9,13 +9,14 @@ with ``evoemotion render GENOME.json`` without the run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from evoemotion.errors import ConfigError
+from evoemotion.progress import Progress, relabelled
 
 if TYPE_CHECKING:
     from evoemotion.views.runview import RunView
@@ -95,7 +96,7 @@ def render_posters(
     rows: np.ndarray,
     size: int,
     folder: Path,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[Path]:
     """Render elites at ``size`` px and write ``cellNNNNN-SIZEpx.png`` plus genome JSON.
 
@@ -104,7 +105,7 @@ def render_posters(
         rows: Elite rows (from :func:`select_elites`).
         size: Side of the posters in pixels.
         folder: Output folder (created if missing).
-        progress: Called with ``(pixels done, pixels in all)`` as rendering proceeds.
+        progress: Reports stage ``"render"`` in pixels of all posters as rendering proceeds.
 
     Returns:
         The PNG files written, in order.
@@ -114,17 +115,11 @@ def render_posters(
     from evoemotion.render.images import save_png
 
     folder.mkdir(parents=True, exist_ok=True)
-    total = len(rows) * size * size
+    per_poster = relabelled(progress, "render", len(rows) * size * size)
     written = []
-    for n, row in enumerate(rows):
+    for row in rows:
         genome = view.genomes([row])[0]
-        done = n * size * size
-
-        def report(pixels: int, _: int, done: int = done) -> None:
-            if progress is not None:
-                progress(done + pixels, total)
-
-        image = render(view.genotype, view.genomes([row]), size, progress=report)[0]
+        image = render(view.genotype, view.genomes([row]), size, progress=per_poster)[0]
         stem = f"cell{int(view.cells[row]):05d}"
         path = folder / f"{stem}-{size}px.png"
         save_png(path, image)

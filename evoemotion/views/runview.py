@@ -10,7 +10,7 @@ checkpoint, so any run folder is safe to look at.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from evoemotion.archives import ArchiveSpec
     from evoemotion.genotypes import Genotype
+    from evoemotion.progress import Progress
     from evoemotion.snapshot import ArchiveSnapshot
 
 #: Elites rendered per call of the renderer.
@@ -104,14 +105,14 @@ class RunView:
         self,
         rows: Sequence[int] | np.ndarray,
         size: int,
-        progress: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
     ) -> np.ndarray:
         """Render some elites from their genomes.
 
         Args:
             rows: Elite rows.
             size: Side of the images in pixels.
-            progress: Called with the number of images rendered after each chunk.
+            progress: Reports stage ``"render"`` in images after each chunk.
 
         Returns:
             uint8 ``(len(rows), size, size, 3)``.
@@ -124,7 +125,7 @@ class RunView:
             part = rows[start : start + ELITES_PER_RENDER]
             images[start : start + len(part)] = render(self.genotype, self.genomes(part), size)
             if progress is not None:
-                progress(start + len(part))
+                progress("render", len(part), len(rows), None)
         return images
 
     def genome_text(self, row: int) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ import numpy as np
 
 from evoemotion.atomic import atomic_write
 from evoemotion.errors import ConfigError
+from evoemotion.progress import Progress, relabelled
 from evoemotion.views import analysis
 from evoemotion.views.features import FEATURE_NAMES, HUE_NAMES, dominant_hues, image_features
 from evoemotion.views.plots import (
@@ -58,7 +58,7 @@ class Study:
     axis_agreement: list[analysis.Agreement] = field(default_factory=list)
 
 
-def _confirm(view: RunView, scorer: Scorer, progress: Callable[[int], None] | None):
+def _confirm(view: RunView, scorer: Scorer, progress: Progress | None):
     """Score the elites with a second classifier, rendered as the run rendered them."""
     classes = list(scorer.class_names)
     if view.class_names and sorted(classes) != sorted(view.class_names):
@@ -122,7 +122,7 @@ def analyze_run(
     size: int = 128,
     fmt: str = "png",
     confirm: Scorer | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Study:
     """Analyse a run's elites and write ``analysis.csv``, figures and ``report.txt``.
 
@@ -133,8 +133,8 @@ def analyze_run(
         fmt: Figure format (png, svg, pdf).
         confirm: A scorer holding a second, independently trained classifier; its
             agreement with the run's classifier is reported.
-        progress: Called with the number of elites rendered so far (counting each elite
-            twice when ``confirm`` is given: once for the features, once for scoring).
+        progress: Reports stage ``"analyze"`` in elites rendered, counting each elite
+            twice when ``confirm`` is given (once for the features, once for scoring).
 
     Returns:
         The :class:`Study`.
@@ -146,6 +146,7 @@ def analyze_run(
     if not len(view):
         raise ConfigError(f"{view.path} has no elites yet: nothing to analyse")
     folder.mkdir(parents=True, exist_ok=True)
+    progress = relabelled(progress, "analyze", (1 + (confirm is not None)) * len(view))
     images = view.render(np.arange(len(view)), size, progress)
     features, hue_hist = image_features(images)
     axes = [a for a in AXES if a in view.outputs]
@@ -164,8 +165,7 @@ def analyze_run(
         )
     confirmed, class_rows, axis_rows = ({}, [], [])
     if confirm is not None:
-        counted = None if progress is None else (lambda done: progress(len(view) + done))
-        confirmed, class_rows, axis_rows = _confirm(view, confirm, counted)
+        confirmed, class_rows, axis_rows = _confirm(view, confirm, progress)
     title = (
         f"{view.name}: {view.spec.kind} archive, iteration {view.iteration}, features on "
         f"{size}x{size} renders"
