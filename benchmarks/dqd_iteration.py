@@ -2,7 +2,8 @@
 
 Settings of ``benchmarks/dqd.py``: bundled classifier, ``cppn`` genotype, images rendered at
 64 px and scored at 128 px (scorer batch 16), 64 genomes per iteration, 4 CMA-MEGA
-emitters, the ``va`` archive (20 x 20), objective ``confidence``. After ``--warmup``
+emitters, the ``va`` archive (20 x 20; ``--archive categorical``: 1,024 cells, 7 measures),
+objective ``confidence``. After ``--warmup``
 untimed iterations, each search runs ``--iterations`` timed ones; the evaluator's calls
 are timed as they happen, so an iteration splits into the gradient pass (``jacobian``),
 the evaluations (``evaluate``) and the rest (pyribs ask/tell and archive adds).
@@ -16,7 +17,8 @@ choice) against one batched pass (``is_grads_batched``) and a batch repeating ev
 once per value; and the torch render's forward + backward with both activation
 groupings.
 
-    python benchmarks/dqd_iteration.py [--iterations 5] [--warmup 2] [--device cpu]
+    python benchmarks/dqd_iteration.py [--archive va|categorical] [--iterations 5] [--warmup 2]
+        [--repeat 5] [--device cpu]
 
 Timings are medians of wall-clock seconds; other processes on the cores make them noisy
 (the load average is printed before and after).
@@ -42,6 +44,9 @@ from evoemotion.gradients import outputs_and_jacobian
 from evoemotion.pipeline import Evaluator
 from evoemotion.scoring import Scorer
 from evoemotion.search import make_search
+
+#: Cells (bins per axis on va) of the archive kinds this script times, as benchmarks/dqd.py.
+CELLS = {"va": 20, "categorical": 1024}
 
 
 def masked_copy_activate(z: torch.Tensor, codes: np.ndarray) -> torch.Tensor:
@@ -189,17 +194,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     parser.add_argument("--repeat", type=int, default=5, help="repeats of each Jacobian part")
     parser.add_argument("--device", default="cpu", help="torch device of the scorer")
+    parser.add_argument("--archive", default="va", choices=sorted(CELLS), help="archive kind")
     args = parser.parse_args()
     scorer = Scorer([load_model("default")], device=args.device, batch_size=16, size=128)
     genotype = load_genotype("cppn")
     evaluator = Evaluator(genotype, scorer, render_size=64)
     spec = make_archive_spec(
-        "va",
+        args.archive,
         class_names=scorer.class_names,
         regression_names=scorer.regression_names,
         scales=scorer.scales,
         objective="confidence",
-        cells=20,
+        cells=CELLS[args.archive],
     )
     print(
         f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
@@ -255,7 +261,7 @@ def main() -> None:
         f"images vs at the unrounded renders: max difference {shift:.1e} of the largest entry"
     )
 
-    print("\nJacobian of 4 genomes (objective + 2 measures), ms (median)\n")
+    print(f"\nJacobian of 4 genomes (objective + {len(spec.ranges)} measures), ms (median)\n")
     print("| variant | ms | ratio to one pass per value |")
     print("|---|---:|---:|")
     variants = jacobian_variants(genotype, scorer, spec, points, args.repeat)
