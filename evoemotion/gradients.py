@@ -7,8 +7,9 @@ size, scores the float images with the scorer's own differentiable forward pass
 the classifier, ensemble averaging, at the run's score size), turns the outputs into the
 archive spec's objective and measures (:meth:`~evoemotion.archives.ArchiveSpec.rows`, the
 same definition the numpy path uses) and differentiates them with reverse-mode autograd,
-one backward pass per value (1 + measure_dim), each pass covering the whole batch (every
-image depends on its own genome only). One backward pass per value is the fastest way on
+one backward pass per value (1 + measure_dim, less the constants: the cell measure of
+``per-class``, the objective ``none``), each pass covering the whole batch (every image
+depends on its own genome only). One backward pass per value is the fastest way on
 the CPU: a single batched pass over all values (``is_grads_batched``) or a batch with
 every genome repeated once per value cost more (``benchmarks/dqd_iteration.py``).
 
@@ -87,11 +88,13 @@ def outputs_and_jacobian(
         picked = torch.zeros(n, dtype=torch.long) if rows is None else torch.as_tensor(rows)
         picked = picked.to(objective.device)
         batch = torch.arange(n, device=objective.device)
-        values = torch.cat([objective[batch, picked][:, None], measures[batch, picked]], dim=1)
-        jacobian = torch.zeros((n, values.shape[1], x.shape[1]), dtype=torch.float64)
-        for j in range(values.shape[1]):
-            last = j + 1 == values.shape[1]
-            (grad,) = torch.autograd.grad(values[:, j].sum(), x, retain_graph=not last)
+        columns = [objective[batch, picked], *measures[batch, picked].unbind(1)]
+        values = torch.stack(columns, dim=1)
+        jacobian = torch.zeros((n, len(columns), x.shape[1]), dtype=torch.float64)
+        varying = [j for j, column in enumerate(columns) if column.requires_grad]
+        for j in varying:  # a constant (off the graph) keeps its zero gradient, for free
+            last = j == varying[-1]
+            (grad,) = torch.autograd.grad(columns[j].sum(), x, retain_graph=not last)
             jacobian[:, j] = grad.detach().double().cpu()
     arrays = {name: value.detach().cpu().numpy() for name, value in outputs.items()}
     return arrays, values.detach().double().cpu().numpy(), jacobian.numpy()

@@ -137,3 +137,26 @@ def test_evaluator_jacobian_scores_what_evaluate_scores_in_the_same_pass(
     assert np.abs(jacobian - unrounded).max() < 0.05 * scale.max()
     assert not np.array_equal(jacobian, unrounded)  # evaluated at the rounded images
     evaluator.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "objective", "passes"),
+    [("va", "confidence", 3), ("va", "none", 2), ("per-class", "confidence", 1)],
+)
+def test_one_backward_pass_per_value_with_a_gradient(
+    small_cppn, scorer64, monkeypatch, kind, objective, passes
+):
+    # Constants (objective none, the per-class cell measure) get their zero rows for free.
+    spec = spec_for(scorer64, kind, objective=objective, **({"cells": 3} if kind == "va" else {}))
+    calls = []
+    grad = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: calls.append(1) or grad(*a, **k))
+    genomes = np.array(small_cppn.random(np.random.default_rng(5), 2))
+    rows = np.array([2, 2]) if kind == "per-class" else None
+    _, values, jacobian = outputs_and_jacobian(
+        small_cppn, scorer64, spec, genomes, render_size=8, rows=rows, dtype=torch.float64
+    )
+    assert len(calls) == passes
+    constant = np.all(values == values[:1], axis=0)  # the same value for both genomes
+    assert np.all(jacobian[:, constant] == 0)
+    assert np.all(np.abs(jacobian[:, ~constant, : small_cppn.n_weights]).max(axis=2) > 0)
