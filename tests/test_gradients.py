@@ -137,6 +137,10 @@ def test_evaluator_jacobian_scores_what_evaluate_scores_in_the_same_pass(
     assert np.abs(jacobian - unrounded).max() < 0.05 * scale.max()
     assert not np.array_equal(jacobian, unrounded)  # evaluated at the rounded images
     evaluator.close()
+    plain = Evaluator(genotype, scorer, render_size=32, renderer=renderer)
+    empty, none = plain.jacobian(genomes[:0], spec)
+    assert len(empty) == 0 and none.shape == (0, 3, genotype.solution_dim)
+    plain.close()
 
 
 @pytest.mark.parametrize(

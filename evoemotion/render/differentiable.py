@@ -83,8 +83,8 @@ def _activate(z: Tensor, codes: np.ndarray) -> Tensor:
     n, width, pixels = z.shape
     codes = codes.reshape(-1)
     present, counts = np.unique(codes, return_counts=True)
-    if len(present) == 1:
-        return _BY_CODE[int(present[0])](z)
+    if len(present) < 2:  # one activation for every node, or no genome at all
+        return _BY_CODE[int(present[0])](z) if len(present) else z
     order = np.argsort(codes, kind="stable")
     grouped = z.reshape(n * width, pixels).index_select(0, torch.from_numpy(order).to(z.device))
     parts = grouped.split(counts.tolist())
