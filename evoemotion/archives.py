@@ -258,13 +258,14 @@ class ArchiveSpec:
         xp = _namespace(arrays)
         if self.kind == "per-class":
             objective = xp.stack([arrays[name] for name in self.measure_names], 1)
-            ones = objective * 0 + 1  # the objective's type, dtype and device
-            return objective, (ones.cumsum(1) - 0.5)[:, :, None]  # k + 1/2 in row k
+            # k + 1/2 in row k: a constant of the objective's type, dtype and device, off
+            # the autograd graph (no backward pass is spent on its zero gradient)
+            return objective, (xp.ones_like(objective).cumsum(1) - 0.5)[:, :, None]
         measures = xp.stack([arrays[name] for name in self.measure_names], 1)[:, None, :]
         if self.objective == "confidence":
             objective = confidence(arrays["probs"])
         elif self.objective == "none":
-            objective = measures[:, 0, 0] * 0 + 1
+            objective = xp.ones_like(measures[:, 0, 0])
         elif xp is np:
             objective = np.asarray(arrays[self.objective], dtype=np.float64)
         else:

@@ -8,8 +8,9 @@ pace. Numba kernels and torch operators both release the GIL, so the overlap is 
 Flat CPPN genomes can instead be rendered by the torch renderer on the scorer's device
 (``renderer="torch"``, the default on CUDA): the images are rounded to 8 bits there, as
 the Numba kernel rounds, and go to the classifier without a trip through host memory.
-:meth:`Evaluator.jacobian` differentiates the archive's objective and measures through
-that renderer (:mod:`evoemotion.gradients`), for gradient searches (DQD).
+:meth:`Evaluator.jacobian` evaluates genomes and differentiates the archive's objective and
+measures through that renderer in the same pass (:mod:`evoemotion.gradients`), for
+gradient searches (DQD).
 
 Anything with a ``genotype`` attribute and an ``evaluate(genomes) -> Outputs`` method can
 stand in for it (:class:`EvaluatorLike`), e.g. an evaluator that shards batches over Dask
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
 #: A function of a uint8 image batch returning one number per image.
 ImageFeature = Callable[[np.ndarray], np.ndarray]
-
 
 
 def resolve_renderer(renderer: str, genotype: Genotype, device: Any) -> str:
@@ -177,10 +177,13 @@ class Evaluator:
 
     def jacobian(
         self, genomes: Any, spec: ArchiveSpec, rows: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Values and Jacobians of the archive's objective and measures, chunk by chunk.
+    ) -> tuple[Outputs, np.ndarray]:
+        """Evaluate genomes and differentiate the archive's objective and measures, in one pass.
 
-        See :func:`evoemotion.gradients.value_and_jacobian` (the render and score sizes,
+        Each chunk is rendered as :meth:`evaluate` renders it (8-bit images) and scored
+        once, with gradients: the outputs are :meth:`evaluate`'s, and the Jacobian reaches
+        the genome through the torch renderer, straight through the 8-bit rounding (see
+        :func:`evoemotion.gradients.outputs_and_jacobian`; the render and score sizes,
         crops, models and device are this evaluator's).
 
         Args:
@@ -189,27 +192,38 @@ class Evaluator:
             rows: ``(N,)`` archive row of each image to differentiate (default 0).
 
         Returns:
-            ``values (N, 1 + measure_dim)`` and ``jacobian (N, 1 + measure_dim, dim)``.
+            The :class:`~evoemotion.scoring.Outputs` :meth:`evaluate` returns for these
+            genomes, and ``jacobian (N, 1 + measure_dim, solution_dim)``.
 
         Raises:
             ConfigError: The genotype or the objective has no gradient.
         """
-        from evoemotion.gradients import value_and_jacobian
+        from evoemotion.gradients import outputs_and_jacobian
 
         genomes = self.genotype.as_matrix(as_genome_list(genomes))
         rows = np.zeros(len(genomes), np.int64) if rows is None else np.asarray(rows)
-        parts = [
-            value_and_jacobian(
+        parts, jacobians = [], []
+        for s in range(0, max(len(genomes), 1), self.chunk_size):
+            chunk = genomes[s : s + self.chunk_size]
+            if self.renderer == "torch":
+                images = self._render_tensor(chunk)
+                host = to_uint8(images) if self.features else None
+            else:
+                host = self.render(chunk)
+                images = self.scorer.float_images(host)
+            arrays, _, jacobian = outputs_and_jacobian(
                 self.genotype,
                 self.scorer,
                 spec,
-                genomes[s : s + self.chunk_size],
+                chunk,
                 render_size=self.render_size,
                 rows=rows[s : s + self.chunk_size],
+                images=images,
             )
-            for s in range(0, len(genomes), self.chunk_size)
-        ]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            features = {name: f(host) for name, f in self.features.items()}
+            parts.append(Outputs(arrays).with_arrays(**features))
+            jacobians.append(jacobian)
+        return Outputs.concatenate(parts), np.concatenate(jacobians)
 
     def evaluate(self, genomes: Any, *, keep_images: bool = False) -> Outputs:
         """Render and score genomes.

@@ -46,6 +46,11 @@ CROP_VIEWS = (
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def _as_float(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(N, H, W, 3)`` images as float32 ``(N, 3, H, W)`` levels / 255."""
+    return batch.permute(0, 3, 1, 2).float().div_(255.0)
+
+
 class Outputs:
     """Named per-image arrays: what scoring (and evaluation) says about a batch.
 
@@ -311,18 +316,27 @@ class Scorer:
             )
         return self._score_chunks(images, lambda chunk: chunk.to(self.device))
 
-    def _score_chunks(
-        self, images: Any, to_device: Callable[[Any], torch.Tensor]
-    ) -> Outputs:
+    def _score_chunks(self, images: Any, to_device: Callable[[Any], torch.Tensor]) -> Outputs:
         starts = range(0, len(images), self.batch_size) if len(images) else [0]
         chunks = []
         for s in starts:
             with torch.inference_mode():
                 batch = to_device(images[s : s + self.batch_size])
                 if batch.dtype == torch.uint8:
-                    batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
+                    batch = _as_float(batch)
                 chunks.append({k: v.cpu().numpy() for k, v in self.forward(batch).items()})
         return Outputs({name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]})
+
+    def float_images(self, images: np.ndarray) -> torch.Tensor:
+        """The float tensor :meth:`score` makes of uint8 images, on the device.
+
+        Args:
+            images: ``(N, H, W, 3)`` uint8 array.
+
+        Returns:
+            ``(N, 3, H, W)`` float32 tensor in [0, 1] (levels / 255).
+        """
+        return _as_float(self._to_device(images))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Outputs of a float image batch on the device, as tensors (see the class docstring).

@@ -97,3 +97,13 @@ def test_non_cppn_genotypes_and_bad_shapes_are_refused():
     genotype = load_genotype("cppn")
     with pytest.raises(GenomeError, match=f"\\(N, {genotype.solution_dim}\\)"):
         render_torch(genotype, torch.zeros(2, 5), 8)
+
+
+@pytest.mark.parametrize("variant", [0, 3])  # mixed activations; one activation everywhere
+def test_a_batch_renders_as_its_genomes_one_by_one_and_an_empty_batch_is_empty(variant):
+    genotype = _genotype("cppn", variant)
+    genomes = torch.tensor(np.array(genotype.random(np.random.default_rng(3), 5)))
+    batch = render_torch(genotype, genomes, 6)
+    alone = torch.cat([render_torch(genotype, genomes[i : i + 1], 6) for i in range(5)])
+    torch.testing.assert_close(batch, alone, rtol=0, atol=1e-12)
+    assert render_torch(genotype, genomes[:0], (6, 4)).shape == (0, 3, 6, 4)

@@ -73,18 +73,24 @@ def _input_grid(inputs: tuple[str, ...], height: int, width: int) -> Tensor:
 
 
 def _activate(z: Tensor, codes: np.ndarray) -> Tensor:
-    """Apply per-node activations: ``z`` (N, out, P), ``codes`` int (N, out)."""
+    """Apply per-node activations: ``z`` (N, out, P), ``codes`` int (N, out).
+
+    The rows are gathered once in code order, each activation runs on its contiguous slice
+    and one gather puts them back: two row gathers per layer whatever the number of
+    activations (a masked copy per activation would copy the whole layer each time, in
+    the forward and the backward pass).
+    """
     n, width, pixels = z.shape
-    flat = z.reshape(n * width, pixels)
     codes = codes.reshape(-1)
-    present = np.unique(codes)
-    if len(present) == 1:
-        return _BY_CODE[int(present[0])](z)
-    result = flat
-    for code in present:
-        rows = torch.from_numpy(np.flatnonzero(codes == code)).to(z.device)
-        result = result.index_copy(0, rows, _BY_CODE[int(code)](flat.index_select(0, rows)))
-    return result.reshape(n, width, pixels)
+    present, counts = np.unique(codes, return_counts=True)
+    if len(present) < 2:  # one activation for every node, or no genome at all
+        return _BY_CODE[int(present[0])](z) if len(present) else z
+    order = np.argsort(codes, kind="stable")
+    grouped = z.reshape(n * width, pixels).index_select(0, torch.from_numpy(order).to(z.device))
+    parts = grouped.split(counts.tolist())
+    result = torch.cat([_BY_CODE[int(c)](part) for c, part in zip(present, parts, strict=True)])
+    back = torch.from_numpy(np.argsort(order)).to(z.device)
+    return result.index_select(0, back).reshape(n, width, pixels)
 
 
 def _hsv_channel(n: float, h6: Tensor, s: Tensor, v: Tensor) -> Tensor:

@@ -5,10 +5,11 @@ objective and of every measure. Each iteration has two phases, as pyribs'
 ``Scheduler.ask_dqd`` / ``tell_dqd`` then ``ask`` / ``tell``:
 
 1. every emitter proposes its gradient points (``ask_dqd``: CMA-MEGA's current solution
-   point, OMG-MEGA's batch of archive elites); they are evaluated, added to the archive,
-   and their Jacobians (objective and measures with respect to the genome, through the
-   torch renderer and the classifier: :meth:`Evaluator.jacobian
-   <evoemotion.pipeline.Evaluator.jacobian>`) are given back (``tell_dqd``);
+   point, OMG-MEGA's batch of archive elites); they are evaluated and differentiated in
+   one pass (objective and measures with respect to the genome, through the torch
+   renderer and the classifier: :meth:`Evaluator.jacobian
+   <evoemotion.pipeline.Evaluator.jacobian>`), added to the archive, and their
+   Jacobians given back (``tell_dqd``);
 2. every emitter branches from its points along random combinations of those gradients
    (``ask``); the branches are evaluated, added, and ranked (``tell``).
 
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from evoemotion.archives import ArchiveSpec, Placement
     from evoemotion.genotypes import Genotype
     from evoemotion.pipeline import EvaluatorLike
+    from evoemotion.scoring import Outputs
 
 #: Objectives with a gradient.
 DIFFERENTIABLE_OBJECTIVES = ("confidence", "none")
@@ -185,11 +187,10 @@ class DqdSearch(ArchiveSearch):
         return np.clip(solutions, bound[:, 0], bound[:, 1])
 
     def _place_both(
-        self, evaluator: EvaluatorLike, solutions: np.ndarray, bad: np.ndarray | None = None
+        self, out: Outputs, solutions: np.ndarray, bad: np.ndarray | None = None
     ) -> tuple[Placement, dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Evaluate and add to both archives; returns (placement, result add info, learning
-        archive add info). ``bad`` solutions are rejected before adding."""
-        out = evaluator.evaluate(solutions)
+        """Add evaluated solutions to both archives; returns (placement, result add info,
+        learning archive add info). ``bad`` solutions are rejected before adding."""
         placement = self.spec.objective_and_measures(out)
         if bad is not None and bad.any():
             placement = placement.reject(bad)
@@ -262,10 +263,10 @@ class DqdSearch(ArchiveSearch):
         rejected = improved = 0
         bad = np.zeros(len(points), dtype=bool)
         if len(points):
-            _, jacobian = evaluator.jacobian(points, self.spec, self._wanted(counts))
+            out, jacobian = evaluator.jacobian(points, self.spec, self._wanted(counts))
             bad = ~np.isfinite(jacobian).all(axis=(1, 2))
             jacobian[bad] = 0.0
-            placement, result, learning = self._place_both(evaluator, points, bad)
+            placement, result, learning = self._place_both(out, points, bad)
             self._tell("tell_dqd", points, counts, placement, learning, jacobian=jacobian)
             rejected += int((placement.rejected & ~bad).sum())
             improved += int((result["status"] == 1).sum())
@@ -273,7 +274,9 @@ class DqdSearch(ArchiveSearch):
         counts = [len(b) for b in batches]
         solutions = self._clip(np.concatenate(batches))
         copies = self._branches_of(bad, counts)
-        placement, result, learning = self._place_both(evaluator, solutions, copies)
+        placement, result, learning = self._place_both(
+            evaluator.evaluate(solutions), solutions, copies
+        )
         if not self.learning_archive.empty:
             self._tell("tell", solutions, counts, placement, learning)
         self.gradient_evaluations += len(points)
