@@ -227,7 +227,11 @@ def test_bundled_default_loads_offline_and_scores_a_batch():
     for name in model.regression_names:
         assert ((out[name] > 1.0) & (out[name] < 9.0)).all()
     assert model.metadata["metrics"]["test"]["emotion6"]["categorical"]["n"] > 300
-    assert model.metadata["train_config"]["labels"] == "category"
+    config = model.metadata["train_config"]
+    assert config["labels"] == "mixed" and config["mix"] > 0.5  # mostly the categories
+    category = model.metadata["metrics"]["test"]["emotion6"]["category"]
+    recalls = {name: row["recall"] for name, row in category["per_class"].items()}
+    assert set(recalls) == set(model.class_names) and min(recalls.values()) >= 0.25
 
 
 def test_bundled_raters_model_shares_everything_but_the_categorical_head():
