@@ -1,15 +1,14 @@
-"""Conditional generator speed: one training step, and an 8 x 8 sample grid, against baselines.
+"""Conditional generator speed: a training step's profile, and an 8 x 8 sample grid.
 
-Two tables, each with its baseline measured in the same run:
+Two tables:
 
-* **training step** at the given training options (default: ``GeneratorTrainConfig``'s,
-  ``va`` targets, the bundled classifier), after ``--warmup`` untimed steps: the step
-  through the classifier as loaded (baseline) and through its batch-norm-folded copy
-  (:func:`evoemotion.emotion.frozen.folded_copy`, what :class:`~evoemotion.cgen.Trainer`
-  uses), with a breakdown of the folded step into generator forward, classifier forward
-  (preprocessing, crops and losses included), backward and optimiser/sampler bookkeeping;
+* **training step** (a profile, no baseline) at ``GeneratorTrainConfig``'s defaults, ``va``
+  targets, the bundled classifier, after ``--warmup`` untimed steps: generator forward,
+  classifier forward (preprocessing, crops and losses included), backward, and
+  optimiser/target-map bookkeeping;
 * **sampling** an 8 x 8 grid (``evoemotion cgen sample``'s default) at ``--size`` px with
-  the torch renderer (baseline) and the Numba renderer (``renderer="auto"`` on a CPU).
+  the torch renderer (baseline, measured in the same run) and the Numba renderer
+  (``renderer="auto"`` on a CPU).
 
 Wall seconds and CPU seconds (all threads) are printed; on a shared machine the CPU time
 is the steadier number.
@@ -85,33 +84,19 @@ def main() -> None:
         f"{config.classifier_size} px, load {os.getloadavg()[0]:.1f}\n"
     )
 
-    trainers = {}
-    for label, folded in (("classifier as loaded (baseline)", False), ("folded batch norms", True)):
-        trainers[label] = trainer = Trainer(
-            ConditionalGenerator(space, Architecture()), model, config
-        )
-        if not folded:
-            trainer.frozen = trainer.model
-        for _ in range(args.warmup):
-            trainer.train_step()
-    samples = {label: [] for label in trainers}
-    for _ in range(args.steps):  # alternate, so that load changes hit both variants alike
-        for label, trainer in trainers.items():
-            samples[label].append(step_parts(trainer))
-    rows = {
-        label: {
-            part: [sum(s[part][i] for s in runs) / args.steps for i in (0, 1)] for part in runs[0]
-        }
-        for label, runs in samples.items()
+    trainer = Trainer(ConditionalGenerator(space, Architecture()), model, config)
+    for _ in range(args.warmup):
+        trainer.train_step()
+    samples = [step_parts(trainer) for _ in range(args.steps)]
+    parts = {
+        part: [sum(s[part][i] for s in samples) / args.steps for i in (0, 1)] for part in samples[0]
     }
-    base = sum(wall for wall, _ in rows["classifier as loaded (baseline)"].values())
-    print("| training step | wall s | CPU s | ratio to baseline (wall) |")
+    print("| training step (profile) | wall s | CPU s | share of the step (wall) |")
     print("|---|---:|---:|---:|")
-    for label, parts in rows.items():
-        wall, cpu = (sum(values[i] for values in parts.values()) for i in (0, 1))
-        print(f"| {label} | {wall:.2f} | {cpu:.2f} | {wall / base:.2f} |")
-        for part, (part_wall, part_cpu) in parts.items():
-            print(f"| - {part} | {part_wall:.2f} | {part_cpu:.2f} | |")
+    wall, cpu = (sum(values[i] for values in parts.values()) for i in (0, 1))
+    print(f"| whole step | {wall:.2f} | {cpu:.2f} | 100 % |")
+    for part, (part_wall, part_cpu) in parts.items():
+        print(f"| - {part} | {part_wall:.2f} | {part_cpu:.2f} | {part_wall / wall:.0%} |")
 
     generator = trainer.generator
     sample_grid(generator, 2, 1, 64, renderer="numba")  # compile / load the kernels

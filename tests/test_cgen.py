@@ -265,9 +265,7 @@ def test_categorical_training_raises_the_target_probability(classifier, scorer):
     before = _evaluate_categorical(trainer.generator, scorer)
     train(trainer, 30)
     after = _evaluate_categorical(trainer.generator, scorer)
-    # 30 steps at lr 1e-2 are chaotic: float rounding alone (e.g. the folded classifier's)
-    # moves the end point between +0.15 and +0.3 over seeds; chance stays at +0.
-    assert after["target_prob"] > before["target_prob"] + 0.1
+    assert after["target_prob"] > before["target_prob"] + 0.2
     assert after["reached"] >= before["reached"]
 
 
@@ -401,6 +399,11 @@ def test_cli_train_resume_sample_evaluate(classifier, tmp_path, capsys):
     from PIL import Image
 
     assert Image.open(png).size == (3 * 18 + 2, 2 * 18 + 2)
+    exact = tmp_path / "grid-torch.png"
+    assert main(["cgen", "sample", str(gen), "--grid", "3x2", "--size", "16", "-o", str(exact),
+                 "--device", "cpu", "--renderer", "torch"]) == 0
+    numba_pixels, torch_pixels = (np.asarray(Image.open(p), dtype=int) for p in (png, exact))
+    assert np.abs(numba_pixels - torch_pixels).max() <= 2
     assert main(["cgen", "sample", str(gen), "--target", "7,3", "--count", "2", "--size", "16",
                  "-o", str(tmp_path / "one.png"), "--device", "cpu"]) == 0
     capsys.readouterr()

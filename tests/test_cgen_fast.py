@@ -1,11 +1,8 @@
-"""The conditional generator's fast paths: the folded classifier and the Numba renderer.
+"""The conditional generator's fast rendering path: its images through the Numba renderer.
 
-* :func:`~evoemotion.emotion.frozen.folded_copy` must give the classifier's outputs and
-  input gradients (what generator training back-propagates), leave the model itself alone,
-  and refuse a fold that would change the outputs;
-* a generator's images as node programs (:meth:`ConditionalCPPN.programs`) must be what the
-  numpy reference evaluates from the same programs, bit for bit, and what torch renders up
-  to the renderer's float32 approximations.
+A generator's images as node programs (:meth:`ConditionalCPPN.programs`) must be what the
+numpy reference evaluates from the same programs, bit for bit, and what torch renders up to
+the renderer's float32 approximations.
 """
 
 from __future__ import annotations
@@ -13,70 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from evoemotion.cgen import Architecture, ConditionalGenerator, TargetSpace
-from evoemotion.emotion.frozen import folded_copy
 from evoemotion.errors import ConfigError
 from evoemotion.render import render_program
 from evoemotion.render.reference import coordinates, eval_graph, to_uint8
 
 SPACE = TargetSpace("va", ("valence", "arousal"), ((1.0, 9.0), (1.0, 9.0)))
-
-
-class _ConvNet(nn.Module):
-    """conv -> BN -> ReLU -> conv -> BN, pooled; ``shortcut`` also adds the first conv's
-    raw output (read by something besides its batch norm: folding it would be wrong)."""
-
-    def __init__(self, shortcut: bool) -> None:
-        super().__init__()
-        self.shortcut = shortcut
-        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
-        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
-        for bn in (self.bn1, self.bn2):  # non-trivial running statistics and affine terms
-            bn.running_mean.uniform_(-1, 1)
-            bn.running_var.uniform_(0.5, 2)
-            nn.init.uniform_(bn.weight, 0.5, 1.5)
-            nn.init.uniform_(bn.bias, -0.5, 0.5)
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        first = self.conv1(x)
-        h = torch.relu(self.bn1(first))
-        if self.shortcut:
-            h = h + first
-        return {"embedding": self.bn2(self.conv2(h)).mean(dim=(2, 3))}
-
-
-def _norms(model: nn.Module) -> int:
-    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-
-
-def _input_gradient(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    x = x.clone().requires_grad_(True)
-    (model(x)["embedding"] ** 2).sum().backward()
-    return x.grad
-
-
-def test_folded_copy_keeps_outputs_and_input_gradients():
-    torch.manual_seed(0)
-    model = _ConvNet(shortcut=False).eval()
-    x = torch.rand(4, 3, 16, 16)
-    folded = folded_copy(model, x[:2])
-    assert _norms(folded) == 0 and _norms(model) == 2
-    assert not any(p.requires_grad for p in folded.parameters())
-    with torch.no_grad():
-        assert torch.allclose(folded(x)["embedding"], model(x)["embedding"], atol=1e-5)
-    assert torch.allclose(_input_gradient(folded, x), _input_gradient(model, x), atol=1e-5)
-
-
-def test_folded_copy_refuses_a_fold_that_changes_the_outputs():
-    torch.manual_seed(0)
-    model = _ConvNet(shortcut=True).eval()
-    x = torch.rand(4, 3, 16, 16)
-    copy = folded_copy(model, x[:2])
-    assert _norms(copy) == 2 and copy is not model
-    with torch.no_grad():
-        assert torch.equal(copy(x)["embedding"], model(x)["embedding"])
 
 
 def _generator() -> ConditionalGenerator:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evoemotion.cgen.config import Architecture
+from evoemotion.cgen.config import RENDERERS, Architecture
 from evoemotion.cgen.targets import TargetSpace
 from evoemotion.errors import ConfigError
 from evoemotion.render import image_size, render_program
@@ -61,9 +61,6 @@ _INIT_GAIN = 1.5
 _PROGRAM_INPUTS = ("x", "y", "r", "bias")
 _BIAS_SLOT = len(_PROGRAM_INPUTS) - 1
 _SIGMOID_CODE = RENDER_ACTIVATION_CODES["sigmoid"]
-
-#: Choices of :meth:`ConditionalGenerator.render`'s ``renderer``.
-RENDERERS = ("auto", "numba", "torch")
 
 #: Pixels (images x pixels) evaluated at once when rendering without gradients.
 RENDER_CHUNK = 1 << 18

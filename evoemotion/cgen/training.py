@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from evoemotion.cgen.config import GeneratorTrainConfig
 from evoemotion.cgen.curriculum import TargetSampler
 from evoemotion.cgen.network import ConditionalGenerator
-from evoemotion.emotion.frozen import folded_copy
 from evoemotion.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
@@ -50,15 +49,11 @@ class Trainer:
     Args:
         generator: The generator to train (moved to ``device``).
         model: The frozen :class:`~evoemotion.emotion.EmotionModel` (moved to ``device``,
-            kept in eval mode, its parameters stop requiring gradients). Training runs
-            through a copy with its batch norms folded into the convolutions
-            (:func:`~evoemotion.emotion.frozen.folded_copy`: half the CPU time, same
-            outputs up to rounding).
+            kept in eval mode, its parameters stop requiring gradients).
         config: Training hyper-parameters.
         device: Torch device for both networks.
 
     Attributes:
-        frozen: The folded copy of ``model`` that training back-propagates through.
         step: Optimisation steps done so far.
         total_steps: The step count :func:`train` was last asked to reach (0: never).
         history: One metrics dict per step (see :meth:`train_step`).
@@ -77,10 +72,6 @@ class Trainer:
         self.model = model.to(self.device).eval()
         self.model.requires_grad_(False)
         self.config = config
-        probe = torch.rand((2, 3, 32, 32), generator=torch.Generator().manual_seed(0))
-        self.frozen = folded_copy(
-            self.model, self.model.preprocess(probe.to(self.device), self.classifier_size)
-        )
         self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=config.lr)
         self.rng = torch.Generator().manual_seed(config.seed)
         self.sampler = TargetSampler(
@@ -126,7 +117,7 @@ class Trainer:
         """
         space = self.generator.space
         outputs = [
-            self.frozen(self.frozen.preprocess(view, self.classifier_size))
+            self.model(self.model.preprocess(view, self.classifier_size))
             for view in self._crops(images)
         ]
         embedding = torch.stack([out["embedding"] for out in outputs]).mean(dim=0)
