@@ -399,6 +399,11 @@ def test_cli_train_resume_sample_evaluate(classifier, tmp_path, capsys):
     from PIL import Image
 
     assert Image.open(png).size == (3 * 18 + 2, 2 * 18 + 2)
+    exact = tmp_path / "grid-torch.png"
+    assert main(["cgen", "sample", str(gen), "--grid", "3x2", "--size", "16", "-o", str(exact),
+                 "--device", "cpu", "--renderer", "torch"]) == 0
+    numba_pixels, torch_pixels = (np.asarray(Image.open(p), dtype=int) for p in (png, exact))
+    assert np.abs(numba_pixels - torch_pixels).max() <= 2
     assert main(["cgen", "sample", str(gen), "--target", "7,3", "--count", "2", "--size", "16",
                  "-o", str(tmp_path / "one.png"), "--device", "cpu"]) == 0
     capsys.readouterr()

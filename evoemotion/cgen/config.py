@@ -18,6 +18,9 @@ from evoemotion.render.ops import ACTIVATIONS as CPPN_ACTIVATIONS
 FIT_LOSSES = ("mse", "distance")
 DIVERSITY_SPACES = ("pixels", "embedding")
 
+#: Choices of :meth:`~evoemotion.cgen.network.ConditionalGenerator.render`'s ``renderer``.
+RENDERERS = ("auto", "numba", "torch")
+
 #: What training options absent from an older checkpoint's training state meant then
 #: (uniform targets, squared error, pixel diversity), so that it resumes as it started.
 _LEGACY_TRAINING = {"reach_bins": 0, "fit_loss": "mse", "diversity_space": "pixels"}

@@ -69,6 +69,7 @@ def sample_grid(
     shared_latent: bool | None = None,
     dominance: float | None = None,
     progress: Progress | None = None,
+    renderer: str = "auto",
 ) -> np.ndarray:
     """Render a grid of samples (see the module docstring for the layout).
 
@@ -82,6 +83,7 @@ def sample_grid(
             categorical grids a column always shares its latent.
         dominance: The dominance of a ``vad`` grid.
         progress: Reports stage ``"render"``, one unit per rendered image.
+        renderer: See :meth:`ConditionalGenerator.render` (default: Numba on a CPU).
 
     Returns:
         ``(n, size, size, 3)`` uint8 images in display order; lay them out with
@@ -97,7 +99,7 @@ def sample_grid(
         z = generator.latents(1, seed).expand(len(targets), -1)
     else:
         z = generator.latents(len(targets), seed)
-    return render_targets(generator, targets, z, size, progress)
+    return render_targets(generator, targets, z, size, progress, renderer=renderer)
 
 
 def render_targets(
@@ -106,6 +108,8 @@ def render_targets(
     z: Any,
     size: int,
     progress: Progress | None = None,
+    *,
+    renderer: str = "auto",
 ) -> np.ndarray:
     """Render one image per (target, latent) pair, one at a time, reporting progress.
 
@@ -115,6 +119,7 @@ def render_targets(
         z: ``(n, latent_dim)`` latents.
         size: Side of each image in pixels.
         progress: Reports stage ``"render"``, one unit per image.
+        renderer: See :meth:`ConditionalGenerator.render`.
 
     Returns:
         ``(n, size, size, 3)`` uint8 images.
@@ -122,7 +127,7 @@ def render_targets(
     targets = generator.space.check(targets)
     images = np.empty((len(z), size, size, 3), dtype=np.uint8)
     for i in range(len(z)):
-        images[i] = generator.render(targets[i : i + 1], z[i : i + 1], size)[0]
+        images[i] = generator.render(targets[i : i + 1], z[i : i + 1], size, renderer=renderer)[0]
         if progress is not None:
             progress("render", 1, len(z), None)
     return images

@@ -8,7 +8,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from evoemotion.cgen.config import DIVERSITY_SPACES, FIT_LOSSES, Architecture, GeneratorTrainConfig
+from evoemotion.cgen.config import (
+    DIVERSITY_SPACES,
+    FIT_LOSSES,
+    RENDERERS,
+    Architecture,
+    GeneratorTrainConfig,
+)
 from evoemotion.cli.options import add_classifier, add_device, add_seed, add_size
 from evoemotion.cli.progress import Bars
 
@@ -274,6 +280,14 @@ def _register_sample(commands: argparse._SubParsersAction) -> None:
     sample.add_argument(
         "--gap", type=int, default=2, help="white pixels between grid images (default: %(default)s)"
     )
+    sample.add_argument(
+        "--renderer",
+        choices=RENDERERS,
+        default="auto",
+        help="numba: the images as CPPN node programs through the Numba renderer (parallel, "
+        "fast on a CPU; colours within a level or two of 255 of torch's); torch: the network "
+        "itself on --device; auto: numba when --device is the CPU (default: %(default)s)",
+    )
     _add_device(sample)
     sample.set_defaults(handler=sample_command)
 
@@ -471,6 +485,7 @@ def sample_command(args: argparse.Namespace) -> int:
                 generator.latents(args.count, args.seed),
                 args.size,
                 progress,
+                renderer=args.renderer,
             )
             columns = args.count
             layout = f"{args.count} image(s) for target {args.target}"
@@ -484,6 +499,7 @@ def sample_command(args: argparse.Namespace) -> int:
                 shared_latent=not args.vary_latent,
                 dominance=args.dominance,
                 progress=progress,
+                renderer=args.renderer,
             )
             layout = _describe_grid(space, columns, rows)
     image = images[0] if len(images) == 1 else grid(images, columns=columns, gap=args.gap)

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from evoemotion.errors import ConfigError
-from evoemotion.render.programs import TreeProgram
+from evoemotion.render.programs import GraphProgram, TreeProgram
 from evoemotion.render.reference import axis, color_scale
 
 if TYPE_CHECKING:
     from evoemotion.genotypes.base import Genotype
     from evoemotion.progress import Progress
 
-__all__ = ["BAND_PIXELS", "image_size", "render"]
+__all__ = ["BAND_PIXELS", "image_size", "render", "render_program"]
 
 #: Pixels (summed over the batch) rendered per kernel call.
 BAND_PIXELS = 1 << 24
@@ -77,10 +77,42 @@ def render(
         ConfigError: if ``size`` is invalid.
         GenomeError: if a genome does not belong to ``genotype``.
     """
+    height, width = image_size(size)
+    return render_program(
+        genotype.compile(genomes),
+        (height, width),
+        output_range=genotype.config.output_range,
+        hsv=genotype.config.color_space == "hsv",
+        progress=progress,
+    )
+
+
+def render_program(
+    program: TreeProgram | GraphProgram,
+    size: int | Sequence[int],
+    *,
+    output_range: Sequence[float],
+    hsv: bool = False,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Render compiled programs (what ``genotype.compile`` returns) with the Numba kernels.
+
+    Args:
+        program: A batch of expression-tree or CPPN node programs.
+        size: side length in pixels, or ``(height, width)``.
+        output_range: The ``(lo, hi)`` channel values that map to 0 and 255.
+        hsv: The three channels are (H, S, V) rather than (R, G, B).
+        progress: reports stage ``"render"`` in pixels per program after each band.
+
+    Returns:
+        uint8 array (N, H, W, 3).
+
+    Raises:
+        ConfigError: if ``size`` is invalid.
+    """
     from evoemotion.render import kernels
 
     height, width = image_size(size)
-    program = genotype.compile(genomes)
     n = len(program)
     images = np.empty((n, height, width, 3), np.uint8)
     total = height * width
@@ -88,8 +120,7 @@ def render(
         return images
     flat = images.reshape(n, total, 3)
     xs, ys = axis(width), -axis(height)
-    lo, scale = color_scale(genotype.config.output_range)
-    hsv = genotype.config.color_space == "hsv"
+    lo, scale = color_scale(output_range)
     band = max(width, (BAND_PIXELS // n) // width * width)
     for start in range(0, total, band):
         stop = min(total, start + band)
