@@ -142,7 +142,7 @@ class GeneratorTrainConfig:
     batch_size: int = 8
     lr: float = 5e-3
     grad_clip: float = 1.0
-    diversity_weight: float = 0.01
+    diversity_weight: float = 0.001
     crops: int = 1
     crop_min: float = 0.6
     train_size: int = 64
