@@ -168,21 +168,30 @@ class ConditionalCPPN(nn.Module):
         """
         first = torch.addmm(self.coords.bias[:, None], self.coords.weight, coords.T)
         code = self.code(embedding)
-        films = [film(embedding).chunk(2, dim=-1) for film in self.films]
+        hidden = self._folded_layers(embedding)
         bias = self.out.bias + self.tint(embedding)
         out = torch.empty((len(embedding), 3, len(coords)), device=coords.device)
         h, spare = torch.empty_like(first), torch.empty_like(first)
         for i in range(len(embedding)):
             torch.add(first, code[i][:, None], out=h)
             self._activate_rows(h)
-            for layer, (scale, shift) in zip(self.layers, films, strict=True):
-                gain = 1.0 + scale[i]
-                weight, offset = layer.weight * gain[:, None], layer.bias * gain + shift[i]
-                torch.addmm(offset[:, None], weight, h, out=spare)
+            for weight, offset in hidden:
+                torch.addmm(offset[i][:, None], weight[i], h, out=spare)
                 h, spare = spare, h
                 self._activate_rows(h)
             torch.addmm(bias[i][:, None], self.out.weight, h, out=out[i])
         return out.sigmoid_().transpose(1, 2)
+
+    def _folded_layers(self, embedding: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each hidden layer after the first as per-image plain weights ``(N, out, in)`` and
+        biases ``(N, out)``: its feature-wise modulation folded in, ``W (1 + scale)`` and
+        ``b (1 + scale) + shift``, so the layer is ``act(weight @ h + bias)``."""
+        folded = []
+        for layer, film in zip(self.layers, self.films, strict=True):
+            scale, shift = film(embedding).chunk(2, dim=-1)
+            gain = 1.0 + scale
+            folded.append((layer.weight * gain[:, :, None], layer.bias * gain + shift))
+        return folded
 
     @torch.no_grad()
     def programs(self, embedding: torch.Tensor) -> GraphProgram:
@@ -202,7 +211,6 @@ class ConditionalCPPN(nn.Module):
         """
         n = len(embedding)
         code = self.code(embedding)
-        films = [film(embedding).chunk(2, dim=-1) for film in self.films]
         # Per image, each computed node's incoming weights, the bias slot's weight last.
         blocks = [
             torch.cat(
@@ -210,10 +218,8 @@ class ConditionalCPPN(nn.Module):
                 dim=2,
             )
         ]
-        for layer, (scale, shift) in zip(self.layers, films, strict=True):
-            gain = 1.0 + scale
-            weight = layer.weight * gain[:, :, None]
-            blocks.append(torch.cat([weight, (layer.bias * gain + shift)[:, :, None]], dim=2))
+        for weight, offset in self._folded_layers(embedding):
+            blocks.append(torch.cat([weight, offset[:, :, None]], dim=2))
         bias = self.out.bias + self.tint(embedding)
         blocks.append(torch.cat([self.out.weight.expand(n, -1, -1), bias[:, :, None]], dim=2))
         weight = torch.cat([block.reshape(n, -1) for block in blocks], dim=1)
