@@ -13,7 +13,12 @@ class's 99th-percentile probability over real Emotion6 images (``--real`` of the
 data is there). Targets on a 2-core CPU: va coverage >= 2x iso-line's, categorical QD >= 2x
 iso-line's, per-class best image of every class >= that class's real 99th percentile.
 
-    python benchmarks/dqd.py [--seconds 300] [--seeds 2] [--archives va,categorical,per-class]
+With ``--evaluations N`` every run instead stops once it has evaluated N genomes (gradient
+points included): the searches compared per evaluation, whatever an iteration costs on the
+machine (what a GPU, where the backward passes are cheap, would see more of).
+
+    python benchmarks/dqd.py [--seconds 300 | --evaluations N] [--seeds 2]
+        [--archives va,categorical,per-class]
         [--algorithms cma-mega,omg-mega,iso-line,random] [--sigma 1.0] [--lr 1.0]
         [--device cpu|cuda]
 """
@@ -54,21 +59,25 @@ def variants(args: argparse.Namespace) -> dict[str, tuple[str, dict]]:
 
 
 def run_for(seconds: float, algorithm: str, options: dict, *, genotype, spec, evaluator,
-            batch_size: int, seed: int) -> dict:
-    """Step one search until ``seconds`` have passed; summarise its archive."""
+            batch_size: int, seed: int, evaluations: int = 0) -> dict:
+    """Step one search until ``seconds`` have passed (or, given ``evaluations``, until it
+    has made that many, gradient points included); summarise its archive."""
     state = make_search(algorithm, genotype=genotype, spec=spec, batch_size=batch_size,
                         seed=seed, options=options)
     start = time.perf_counter()
     row = state.step(evaluator)
-    while time.perf_counter() - start < seconds:
+    while (row["evaluations"] < evaluations if evaluations
+           else time.perf_counter() - start < seconds):
         row = state.step(evaluator)
+    elapsed = time.perf_counter() - start
     data = state.archive.data()
     classes = [spec.output_names.index(c) for c in evaluator.scorer.class_names]
     best = data["outputs"][:, classes].max(axis=0) if len(data["index"]) else np.zeros(
         len(classes))
     return {"qd": row["qd_score"], "coverage": row["coverage"], "best": best,
             "evaluations": row["evaluations"],
-            "gradients": row.get("gradient_evaluations", 0), "iterations": row["iteration"]}
+            "gradients": row.get("gradient_evaluations", 0), "iterations": row["iteration"],
+            "seconds": elapsed}
 
 
 def pixel_ascent(scorer: Scorer, size: int, steps: int) -> np.ndarray:
@@ -108,6 +117,9 @@ def main() -> None:
     """Run every (archive, algorithm, seed) for the same wall-clock; print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=300.0, help="wall-clock per run")
+    parser.add_argument("--evaluations", type=int, default=0,
+                        help="equal evaluations instead of equal wall-clock: every run stops "
+                        "once it has evaluated this many genomes (gradient points included)")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per algorithm")
     parser.add_argument("--archives", default="va,categorical,per-class")
     parser.add_argument("--algorithms", default="cma-mega,omg-mega,iso-line,random")
@@ -134,8 +146,10 @@ def main() -> None:
     genotype = load_genotype(args.genotype)
     evaluator = Evaluator(genotype, scorer, render_size=args.render_size)
     names = scorer.class_names
+    budget = (f"{args.evaluations} evaluations per run" if args.evaluations
+              else f"{args.seconds:.0f} s per run")
     print(f"classifier {args.classifier} ({model.identity[:12]}), genotype {args.genotype}, "
-          f"{args.render_size} px scored at {args.score_size} px, {args.seconds:.0f} s per run, "
+          f"{args.render_size} px scored at {args.score_size} px, {budget}, "
           f"seeds 0..{args.seeds - 1}, batch {args.batch_size}, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}, device {args.device}")
     table = variants(args)
@@ -151,16 +165,17 @@ def main() -> None:
             algorithm, options = table[label]
             results[label] = [run_for(args.seconds, algorithm, options, genotype=genotype,
                                       spec=spec, evaluator=evaluator,
-                                      batch_size=args.batch_size, seed=seed)
+                                      batch_size=args.batch_size, seed=seed,
+                                      evaluations=args.evaluations)
                               for seed in range(args.seeds)]
         mean = {label: {key: statistics.mean(r[key] for r in runs) for key in
-                        ("qd", "coverage", "evaluations", "gradients", "iterations")}
+                        ("qd", "coverage", "evaluations", "gradients", "iterations", "seconds")}
                 for label, runs in results.items()}
         print(f"\n{kind} ({spec.cells} cells)\n")
         print("| algorithm | QD score | coverage | QD / iso-line | coverage / iso-line | "
-              "QD / random | evaluations | gradient evals | iterations | "
+              "QD / random | evaluations | gradient evals | iterations | s | "
               + " | ".join(f"best {c}" for c in names) + " |")
-        print("|---|" + "---:|" * (9 + len(names)))
+        print("|---|" + "---:|" * (10 + len(names)))
         for label, runs in results.items():
             m = mean[label]
             iso, rnd = mean.get("iso-line"), mean.get("random")
@@ -170,6 +185,7 @@ def main() -> None:
                   f"{m['coverage'] / iso['coverage'] if iso else float('nan'):.2f} | "
                   f"{m['qd'] / rnd['qd'] if rnd else float('nan'):.2f} | "
                   f"{m['evaluations']:.0f} | {m['gradients']:.0f} | {m['iterations']:.0f} | "
+                  f"{m['seconds']:.0f} | "
                   + " | ".join(f"{b:.3f}" for b in best) + " |")
     print("\nreference rows (best probability per class)\n")
     print("| reference | " + " | ".join(names) + " |")

@@ -21,11 +21,13 @@ from evoemotion.cgen import (
     Architecture,
     ConditionalGenerator,
     GeneratorTrainConfig,
+    Refinement,
     TargetSpace,
     Trainer,
     evaluate,
     grid_targets,
     load_generator,
+    refine,
     resume_trainer,
     sample_grid,
     save_generator,
@@ -282,6 +284,80 @@ def test_diversity_term_spreads_images_of_one_target(classifier):
     assert spread[0.2] > spread[0.0]
 
 
+def _refinement(**options) -> Refinement:
+    return Refinement(**{"size": SIZE, "classifier_size": SIZE, "lr": 0.1, **options})
+
+
+def test_refinement_brings_samples_onto_their_targets(classifier, scorer):
+    generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
+    weights = [p.detach().clone() for p in generator.parameters()]
+    plain = evaluate(generator, scorer, cells=4, latents=2, size=SIZE)
+    refined = evaluate(generator, scorer, cells=4, latents=2, size=SIZE,
+                       refinement=_refinement(steps=25))
+    assert refined.summary()["mae"] < 0.6 * plain.summary()["mae"]
+    assert refined.reached.sum() > plain.reached.sum()
+    assert 0 < refined.refined["steps"] <= 25
+    assert refined.summary()["refine_image_steps"] == refined.refined["image_steps"]
+    assert all(torch.equal(a, b) for a, b in zip(weights, generator.parameters(), strict=True))
+    assert plain.refined == {}
+
+
+def test_categorical_refinement_raises_the_target_probability(classifier, scorer):
+    generator = ConditionalGenerator(TargetSpace.from_model(classifier, "categorical"), SMALL)
+    plain = _evaluate_categorical(generator, scorer)
+    refined = evaluate(generator, scorer, latents=3, size=SIZE,
+                       refinement=_refinement(steps=10)).summary()
+    assert refined["target_prob"] > plain["target_prob"] + 0.2
+
+
+def test_refinement_is_per_image_and_stops_where_told(classifier):
+    generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
+    targets = np.array([[2.0, 8.0], [8.0, 2.0], [5.0, 5.0]])
+    z = generator.latents(3, seed=1)
+    with torch.no_grad():
+        start = generator.embedding(generator.space.as_tensor(targets), z)
+    options = _refinement(steps=4)
+    together, info = refine(generator, classifier, targets, z, options)
+    alone, _ = refine(generator, classifier, targets[1:2], z[1:2], options)
+    torch.testing.assert_close(together[1], alone[0], atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(together, start) and info["image_steps"] == 12
+    # an image marked done keeps its embedding; the others go on
+    seen = []
+
+    def first_done(rows, predictions):
+        seen.append(rows.tolist())
+        return rows == 0
+
+    stopped, info = refine(generator, classifier, targets, z, options, done=first_done)
+    assert seen == [[0, 1, 2], [1, 2], [1, 2], [1, 2]]
+    torch.testing.assert_close(stopped[0], start[0], atol=0, rtol=0)
+    torch.testing.assert_close(stopped[1:], together[1:], atol=1e-5, rtol=1e-4)
+    assert info["done"] == pytest.approx(1 / 3) and info["image_steps"] == 9
+    untouched, info = refine(generator, classifier, targets, z, _refinement(steps=50, seconds=0))
+    assert info["steps"] == 0 and torch.equal(untouched, start)
+
+
+def test_refined_embeddings_render_like_the_network_draws_them(classifier):
+    generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
+    z = generator.latents(2, seed=3)
+    embedding, _ = refine(generator, classifier, [[3.0, 7.0]] * 2, z, _refinement(steps=3))
+    drawn = torch.sigmoid(generator.logits(embedding, 24)).detach()
+    drawn = (drawn.permute(0, 2, 3, 1) * 255).round().numpy()
+    for renderer in ("numba", "torch"):
+        rendered = generator.render_embeddings(embedding, 24, renderer=renderer).astype(int)
+        assert np.abs(rendered - drawn).max() <= 2
+
+
+def test_bad_refinement_options_are_config_errors(classifier):
+    for bad in ({"steps": -1}, {"lr": 0.0}, {"seconds": -1.0}, {"size": 4},
+                {"fit_loss": "l1"}):
+        with pytest.raises(ConfigError, match="refinement option"):
+            Refinement(**bad)
+    generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
+    with pytest.raises(ConfigError, match="2 targets for 3 latents"):
+        refine(generator, classifier, [[5.0, 5.0]] * 2, generator.latents(3), _refinement())
+
+
 def test_resumed_training_equals_uninterrupted(classifier, tmp_path):
     path = tmp_path / "gen.pt"
     straight = _trainer(classifier, batch_size=2)
@@ -422,6 +498,15 @@ def test_cli_train_resume_sample_evaluate(classifier, tmp_path, capsys):
     assert len(result["targets"]) == 9 and {"distinct_hits", "reached"} <= set(result["targets"][0])
     out = capsys.readouterr().out
     assert "on-target images per cell" in out and "reached_distinct" in out
+    assert main(["cgen", "evaluate", str(gen), "--cells", "3", "--latents", "2", "--size", "16",
+                 "--score-size", "32", "--json", str(summary), "--device", "cpu",
+                 "--refine", "2", "--refine-lr", "0.2"]) == 0
+    refined = json.loads(summary.read_text())
+    assert refined["refinement"]["steps"] == 2 and refined["refinement"]["lr"] == 0.2
+    assert 1 <= refined["summary"]["refine_steps"] <= 2
+    assert main(["cgen", "sample", str(gen), "--target", "7,3", "--count", "2", "--size", "16",
+                 "-o", str(tmp_path / "refined.png"), "--device", "cpu", "--refine", "2"]) == 0
+    assert "each image refined 2 steps" in capsys.readouterr().out
 
     # --compare: the cells a search run filled, read from its config.json + elites.csv.
     spec = make_archive_spec("va", class_names=CLASSES, regression_names=["valence", "arousal"],

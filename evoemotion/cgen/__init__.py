@@ -9,7 +9,8 @@ the condition for the categorical representation.
 
 Modules, in the order an image is made:
 
-* :mod:`~evoemotion.cgen.config` — :class:`Architecture`, :class:`GeneratorTrainConfig`;
+* :mod:`~evoemotion.cgen.config` — :class:`Architecture`, :class:`GeneratorTrainConfig`,
+  :class:`Refinement`;
 * :mod:`~evoemotion.cgen.targets` — :class:`TargetSpace`: what a condition means, valid
   targets, grids of targets;
 * :mod:`~evoemotion.cgen.network` — :class:`ConditionalGenerator`: the CPPN, rendering at
@@ -17,6 +18,8 @@ Modules, in the order an image is made:
 * :mod:`~evoemotion.cgen.training` — :class:`Trainer`, :func:`train`: fit + mode-seeking
   diversity losses, random crops, resumable state;
 * :mod:`~evoemotion.cgen.checkpoint` — :func:`save_generator`, :func:`load_generator`;
+* :mod:`~evoemotion.cgen.refinement` — :func:`refine`: test-time steps that bring each image
+  onto its target;
 * :mod:`~evoemotion.cgen.sampling` — grids over the target space;
 * :mod:`~evoemotion.cgen.evaluation` — :func:`evaluate` on the MAP-Elites archive's cells.
 """
@@ -31,6 +34,7 @@ from typing import Any
 _EXPORTS = {
     "Architecture": "config",
     "GeneratorTrainConfig": "config",
+    "Refinement": "config",
     "KINDS": "targets",
     "TargetSpace": "targets",
     "ACTIVATIONS": "network",
@@ -45,6 +49,7 @@ _EXPORTS = {
     "grid_targets": "sampling",
     "render_targets": "sampling",
     "sample_grid": "sampling",
+    "refine": "refinement",
     "Evaluation": "evaluation",
     "evaluate": "evaluation",
 }

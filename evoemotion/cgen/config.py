@@ -116,6 +116,10 @@ class GeneratorTrainConfig:
         lr: Adam learning rate.
         grad_clip: Largest gradient norm of a step (0: no clipping).
         diversity_weight: Weight of the mode-seeking term (0 turns it off).
+        saturation_weight: Weight of the penalty on output pre-activations beyond
+            :data:`~evoemotion.cgen.training.SATURATION_BOUND` (the squared excess,
+            averaged over pixels; 0 turns it off): it keeps colours where the sigmoid
+            still passes a gradient, against flat saturated fields.
         crops: Random crops per image whose classifier outputs are averaged (1: whole image).
         crop_min: Smallest crop side as a fraction of the image side.
         train_size: Side at which images are drawn while training (default 64, as
@@ -143,6 +147,7 @@ class GeneratorTrainConfig:
     lr: float = 5e-3
     grad_clip: float = 1.0
     diversity_weight: float = 0.001
+    saturation_weight: float = 0.0
     crops: int = 1
     crop_min: float = 0.6
     train_size: int = 64
@@ -169,6 +174,8 @@ class GeneratorTrainConfig:
                 "grad_clip": self.grad_clip >= 0 and math.isfinite(self.grad_clip),
                 "diversity_weight": self.diversity_weight >= 0
                 and math.isfinite(self.diversity_weight),
+                "saturation_weight": self.saturation_weight >= 0
+                and math.isfinite(self.saturation_weight),
                 "crops": self.crops >= 1,
                 "crop_min": 0 < self.crop_min <= 1,
                 "train_size": self.train_size >= 8,
@@ -186,6 +193,48 @@ class GeneratorTrainConfig:
             ConfigError: an unknown field or a bad value.
         """
         return _from_dict(cls, {**_LEGACY_TRAINING, **data}, "training")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """Options of test-time refinement (:func:`evoemotion.cgen.refinement.refine`).
+
+    Args:
+        steps: Adam steps per image (0: no refinement).
+        lr: Adam learning rate on the embedding (its entries lie in about [-1, 1]).
+        seconds: Stop after the step that passes this much wall-clock (``None``: no limit).
+        size: Side at which the images are drawn while refining (as training draws them).
+        classifier_size: Side the classifier sees.
+        fit_loss: The fit loss (see :class:`~evoemotion.cgen.config.GeneratorTrainConfig`).
+
+    Raises:
+        ConfigError: a value out of range (the message names it).
+    """
+
+    steps: int = 30
+    lr: float = 0.1
+    seconds: float | None = None
+    size: int = 64
+    classifier_size: int = 128
+    fit_loss: str = "distance"
+
+    def __post_init__(self) -> None:
+        _check(
+            self,
+            "refinement",
+            {
+                "steps": self.steps >= 0,
+                "lr": self.lr > 0 and math.isfinite(self.lr),
+                "seconds": self.seconds is None or self.seconds >= 0,
+                "size": self.size >= 8,
+                "classifier_size": self.classifier_size >= 8,
+                "fit_loss": self.fit_loss in FIT_LOSSES,
+            },
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""

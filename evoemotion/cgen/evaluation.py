@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from evoemotion.cgen.config import Refinement
 from evoemotion.cgen.network import ConditionalGenerator
+from evoemotion.cgen.refinement import refine
 from evoemotion.errors import ConfigError
 from evoemotion.progress import Progress
 
@@ -65,6 +67,8 @@ class Evaluation:
         n_cells: Cells in the archive grid.
         tolerance: The tolerance used (``None``: inside the target cell).
         archive: The archive spec's description (``ArchiveSpec.to_dict``), or ``None``.
+        refined: The refinement's summary (:func:`~evoemotion.cgen.refinement.refine`: steps,
+            seconds, image steps, share done), empty when the samples were not refined.
     """
 
     kind: str
@@ -80,6 +84,7 @@ class Evaluation:
     n_cells: int = 0
     tolerance: float | None = None
     archive: dict[str, Any] | None = field(default=None)
+    refined: dict[str, float] = field(default_factory=dict)
 
     @property
     def reached(self) -> np.ndarray:
@@ -116,7 +121,7 @@ class Evaluation:
             Name -> value: ``mae`` and ``mae_<name>`` per dimension (regression) or
             ``target_prob`` and ``accuracy`` (categorical); ``reached``, ``hit_rate``,
             ``diversity_pixels``, ``diversity_embedding``; ``coverage`` (regression);
-            ``targets`` and ``latents`` counts.
+            ``targets`` and ``latents`` counts; ``refine_<key>`` of :attr:`refined`.
         """
         out: dict[str, float] = {"targets": len(self.targets), "latents": self.hits.shape[1]}
         if self.kind == "categorical":
@@ -140,6 +145,7 @@ class Evaluation:
         if self.sample_cells is not None:
             occupied = np.unique(self.sample_cells[self.sample_cells >= 0])
             out["coverage"] = len(occupied) / self.n_cells
+        out.update({f"refine_{key}": value for key, value in self.refined.items()})
         return out
 
     def rows(self) -> list[dict[str, Any]]:
@@ -194,6 +200,7 @@ def evaluate(
     seed: int = 0,
     spec: Any = None,
     progress: Progress | None = None,
+    refinement: Refinement | None = None,
 ) -> Evaluation:
     """Render every archive-cell target with several latents and score the images.
 
@@ -212,10 +219,14 @@ def evaluate(
         spec: The :class:`~evoemotion.archives.ArchiveSpec` whose cells are the targets
             (e.g. a run's, to compare with it cell for cell); default the ``va``/``vad``
             archive of ``cells`` bins per axis. Its kind must be the generator's.
-        progress: Reports stage ``"evaluate"`` in images after each scored chunk.
+        progress: Reports stage ``"evaluate"`` in images after each scored chunk (and
+            ``"refine"`` in steps when refining).
+        refinement: Refine every image first (:func:`~evoemotion.cgen.refinement.refine`, with
+            the scorer's first model), each image stopping once it is on target by this
+            evaluation's own test; ``None`` or 0 steps: the generator's samples as drawn.
 
     Returns:
-        The :class:`Evaluation`.
+        The :class:`Evaluation`; :attr:`Evaluation.refined` holds the refinement's summary.
 
     Raises:
         ConfigError: bad counts, size or tolerance, or a classifier that lacks the outputs.
@@ -227,8 +238,25 @@ def evaluate(
         tolerance = CATEGORICAL_TOLERANCE if tolerance is None else tolerance
     else:
         spec, archive, targets = _regression_targets(space, scorer, spec, cells)
+    z = generator.latents(len(targets) * latents, seed)
+    repeated = np.repeat(targets, latents, axis=0)
+    refined: dict[str, float] = {}
+    if refinement is not None and refinement.steps:
+        on_target = _on_target_test(space, repeated, tolerance, archive)
+        embedding, refined = refine(
+            generator,
+            scorer.models[0],
+            repeated,
+            z,
+            refinement,
+            done=on_target,
+            progress=progress,
+        )
+    else:
+        with torch.no_grad():
+            embedding = generator.embedding(space.as_tensor(repeated, generator.device), z)
     predictions, pixel_diversity, distances = _render_and_score(
-        generator, scorer, targets, latents, size, seed, progress
+        generator, scorer, embedding.reshape(len(targets), latents, -1), size, progress
     )
     result = Evaluation(
         kind=space.kind,
@@ -241,6 +269,7 @@ def evaluate(
         embedding_distances=distances,
         tolerance=tolerance,
         archive=spec.to_dict() if spec else None,
+        refined=refined,
     )
     if space.categorical:
         result.hits = (1.0 - result.errors()) >= tolerance
@@ -287,32 +316,51 @@ def _regression_targets(
     return spec, spec.build_archive(solution_dim=1), space.grid(spec.dims, spec.ranges)
 
 
+def _on_target_test(
+    space: Any, targets: np.ndarray, tolerance: float | None, archive: Any
+) -> Any:
+    """The evaluation's hit test as a refinement stopping rule: ``(rows, predictions) ->
+    bool`` for rows of the flat (target, latent) list ``targets``."""
+    if space.categorical:
+        classes = np.asarray(targets, dtype=np.int64)
+        return lambda rows, probs: probs[np.arange(len(rows)), classes[rows]] >= tolerance
+    if tolerance is not None:
+        return lambda rows, values: (np.abs(values - targets[rows]) <= tolerance).all(axis=1)
+    cells = archive.index_of(targets)
+
+    def inside(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+        finite = np.isfinite(values).all(axis=1)
+        landed = np.full(len(rows), -1, dtype=np.int64)
+        landed[finite] = archive.index_of(values[finite])
+        return landed == cells[rows]
+
+    return inside
+
+
 def _render_and_score(
     generator: ConditionalGenerator,
     scorer: Any,
-    targets: np.ndarray,
-    latents: int,
+    embedding: torch.Tensor,
     size: int,
-    seed: int,
     progress: Progress | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render ``latents`` images per target in chunks and score them.
+    """Render the ``(T, latents, embed_dim)`` embeddings in chunks and score the images.
 
     Returns:
         ``(T, latents, width)`` predictions, ``(T,)`` pixel diversity and
         ``(T, latents, latents)`` embedding distances.
     """
     space = generator.space
-    z = generator.latents(len(targets) * latents, seed).reshape(len(targets), latents, -1)
+    n_targets, latents = embedding.shape[:2]
     width = len(space.names) if not space.categorical else len(scorer.class_names)
-    predictions = np.empty((len(targets), latents, width))
-    pixel_diversity = np.empty(len(targets))
-    distances = np.empty((len(targets), latents, latents))
+    predictions = np.empty((n_targets, latents, width))
+    pixel_diversity = np.empty(n_targets)
+    distances = np.empty((n_targets, latents, latents))
     per_chunk = max(1, CHUNK_IMAGES // latents)
-    for start in range(0, len(targets), per_chunk):
-        chunk = slice(start, min(start + per_chunk, len(targets)))
-        repeated = np.repeat(targets[chunk], latents, axis=0)
-        images = generator.render(repeated, z[chunk].reshape(-1, z.shape[-1]), size)
+    for start in range(0, n_targets, per_chunk):
+        chunk = slice(start, min(start + per_chunk, n_targets))
+        flat = embedding[chunk].reshape(-1, embedding.shape[-1])
+        images = generator.render_embeddings(flat, size)
         out = scorer.score(images)
         names = ["probs"] if space.categorical else space.names
         values = out["probs"] if space.categorical else out.table(names)
@@ -321,7 +369,7 @@ def _render_and_score(
             block = slice(i * latents, (i + 1) * latents)
             pixel_diversity[t], distances[t] = _pairwise(images[block], out["embedding"][block])
         if progress is not None:
-            progress("evaluate", (chunk.stop - chunk.start) * latents, len(targets) * latents, None)
+            progress("evaluate", (chunk.stop - chunk.start) * latents, n_targets * latents, None)
     return predictions, pixel_diversity, distances
 
 

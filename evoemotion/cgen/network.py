@@ -135,6 +135,22 @@ class ConditionalCPPN(nn.Module):
         """Per-image embedding of latent and condition, ``(N, embed_dim)``."""
         return self.embed(torch.cat([z, condition], dim=-1))
 
+    def logits(self, coords: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """The output layer's pre-activations: :meth:`forward` before its sigmoid.
+
+        Args:
+            coords: ``(P, 3)`` pixel inputs from :func:`coordinates`.
+            embedding: ``(N, embed_dim)`` from :meth:`embedding`.
+
+        Returns:
+            ``(N, P, 3)`` unbounded values; their sigmoid is the colour.
+        """
+        h = self._activate(self.coords(coords)[None] + self.code(embedding)[:, None])
+        for layer, film in zip(self.layers, self.films, strict=True):
+            scale, shift = film(embedding)[:, None].chunk(2, dim=-1)
+            h = self._activate(layer(h) * (1.0 + scale) + shift)
+        return self.out(h) + self.tint(embedding)[:, None]
+
     def forward(self, coords: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """Colours of the pixels at ``coords`` for each embedded (z, c).
 
@@ -145,11 +161,7 @@ class ConditionalCPPN(nn.Module):
         Returns:
             ``(N, P, 3)`` colours in [0, 1].
         """
-        h = self._activate(self.coords(coords)[None] + self.code(embedding)[:, None])
-        for layer, film in zip(self.layers, self.films, strict=True):
-            scale, shift = film(embedding)[:, None].chunk(2, dim=-1)
-            h = self._activate(layer(h) * (1.0 + scale) + shift)
-        return torch.sigmoid(self.out(h) + self.tint(embedding)[:, None])
+        return torch.sigmoid(self.logits(coords, embedding))
 
     @torch.no_grad()
     def colours(self, coords: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
@@ -369,10 +381,25 @@ class ConditionalGenerator(nn.Module):
         Returns:
             ``(N, 3, H, W)`` float images in [0, 1].
         """
+        return torch.sigmoid(self.logits(self.embedding(targets, z), size))
+
+    def logits(self, embedding: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+        """Differentiable images of per-image embeddings, before the output sigmoid.
+
+        Training reads them to keep the colours out of the sigmoid's flat ends, where
+        their gradient vanishes (``GeneratorTrainConfig.saturation_weight``); test-time
+        refinement (:mod:`evoemotion.cgen.refinement`) steps the embeddings themselves.
+
+        Args:
+            embedding: ``(N, embed_dim)`` from :meth:`embedding`.
+            size: Side or ``(height, width)``.
+
+        Returns:
+            ``(N, 3, H, W)`` unbounded values; their sigmoid is the image.
+        """
         height, width = image_size(size)
-        embedding = self.embedding(targets, z)
-        rgb = self.net(coordinates(height, width, device=self.device), embedding)
-        return rgb.reshape(len(z), height, width, 3).permute(0, 3, 1, 2)
+        values = self.net.logits(coordinates(height, width, device=self.device), embedding)
+        return values.reshape(len(embedding), height, width, 3).permute(0, 3, 1, 2)
 
     @torch.no_grad()
     def render(
@@ -405,27 +432,48 @@ class ConditionalGenerator(nn.Module):
             ConfigError: invalid targets, size or renderer, or a target count that is
                 neither 1 nor N.
         """
-        if renderer not in RENDERERS:
-            raise ConfigError(f"renderer {renderer!r} is not one of {', '.join(RENDERERS)}")
-        height, width = image_size(size)
         values = self.space.as_tensor(targets, self.device)
         if len(values) == 1:
             values = values.expand(len(z), *values.shape[1:])
         if len(values) != len(z):
             raise ConfigError(f"got {len(values)} targets for {len(z)} latents")
+        return self.render_embeddings(
+            self.embedding(values, z.to(self.device)), size, renderer=renderer
+        )
+
+    @torch.no_grad()
+    def render_embeddings(
+        self, embedding: torch.Tensor, size: int | Sequence[int], *, renderer: str = "auto"
+    ) -> np.ndarray:
+        """:meth:`render` for per-image embeddings (e.g. refined ones) instead of targets.
+
+        Args:
+            embedding: ``(N, embed_dim)``, as :meth:`embedding` gives them.
+            size: Side or ``(height, width)``.
+            renderer: ``"auto"``, ``"numba"`` or ``"torch"`` (see :meth:`render`).
+
+        Returns:
+            ``(N, H, W, 3)`` uint8 array.
+
+        Raises:
+            ConfigError: an invalid size or renderer.
+        """
+        if renderer not in RENDERERS:
+            raise ConfigError(f"renderer {renderer!r} is not one of {', '.join(RENDERERS)}")
+        height, width = image_size(size)
+        embedding = embedding.detach().to(self.device)
         if renderer == "numba" or (renderer == "auto" and self.device.type == "cpu"):
-            programs = self.net.programs(self.embedding(values, z.to(self.device)))
+            programs = self.net.programs(embedding)
             return render_program(programs, (height, width), output_range=(0.0, 1.0))
-        out = np.empty((len(z), height, width, 3), dtype=np.uint8)
+        out = np.empty((len(embedding), height, width, 3), dtype=np.uint8)
         per_image = max(1, RENDER_CHUNK // (height * width))
         band = max(1, RENDER_CHUNK // width)
-        for start in range(0, len(z), per_image):
-            stop = min(start + per_image, len(z))
-            embedding = self.embedding(values[start:stop], z[start:stop].to(self.device))
+        for start in range(0, len(embedding), per_image):
+            stop = min(start + per_image, len(embedding))
             for row in range(0, height, band):
                 rows = slice(row, min(row + band, height))
                 rgb = self.net.colours(
-                    coordinates(height, width, rows, device=self.device), embedding
+                    coordinates(height, width, rows, device=self.device), embedding[start:stop]
                 )
                 pixels = torch.round(rgb * 255.0).to(torch.uint8).cpu().numpy()
                 out[start:stop, rows] = pixels.reshape(stop - start, -1, width, 3)

@@ -16,8 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
+from evoemotion.cgen.config import Refinement
 from evoemotion.cgen.network import ConditionalGenerator
+from evoemotion.cgen.refinement import refine
 from evoemotion.errors import ConfigError
 from evoemotion.progress import Progress
 
@@ -70,6 +73,8 @@ def sample_grid(
     dominance: float | None = None,
     progress: Progress | None = None,
     renderer: str = "auto",
+    model: Any = None,
+    refinement: Refinement | None = None,
 ) -> np.ndarray:
     """Render a grid of samples (see the module docstring for the layout).
 
@@ -84,13 +89,16 @@ def sample_grid(
         dominance: The dominance of a ``vad`` grid.
         progress: Reports stage ``"render"``, one unit per rendered image.
         renderer: See :meth:`ConditionalGenerator.render` (default: Numba on a CPU).
+        model: The classifier the generator was trained against (for ``refinement``).
+        refinement: Refine every image towards its cell's target first (see
+            :func:`render_targets`).
 
     Returns:
         ``(n, size, size, 3)`` uint8 images in display order; lay them out with
         ``columns`` per row.
 
     Raises:
-        ConfigError: see :func:`grid_targets`.
+        ConfigError: see :func:`grid_targets` and :func:`render_targets`.
     """
     targets = grid_targets(generator, columns, rows, dominance)
     if generator.space.categorical:
@@ -99,7 +107,16 @@ def sample_grid(
         z = generator.latents(1, seed).expand(len(targets), -1)
     else:
         z = generator.latents(len(targets), seed)
-    return render_targets(generator, targets, z, size, progress, renderer=renderer)
+    return render_targets(
+        generator,
+        targets,
+        z,
+        size,
+        progress,
+        renderer=renderer,
+        model=model,
+        refinement=refinement,
+    )
 
 
 def render_targets(
@@ -110,6 +127,8 @@ def render_targets(
     progress: Progress | None = None,
     *,
     renderer: str = "auto",
+    model: Any = None,
+    refinement: Refinement | None = None,
 ) -> np.ndarray:
     """Render one image per (target, latent) pair, one at a time, reporting progress.
 
@@ -118,16 +137,33 @@ def render_targets(
         targets: Canonical targets (see :meth:`TargetSpace.check`), one per latent.
         z: ``(n, latent_dim)`` latents.
         size: Side of each image in pixels.
-        progress: Reports stage ``"render"``, one unit per image.
+        progress: Reports stage ``"render"``, one unit per image (and ``"refine"`` in
+            steps when refining).
         renderer: See :meth:`ConditionalGenerator.render`.
+        model: The classifier the generator was trained against (for ``refinement``).
+        refinement: Refine each image's embedding towards its target through ``model``
+            before rendering (:func:`~evoemotion.cgen.refinement.refine`, every step taken);
+            ``None`` or 0 steps: the generator's samples as drawn.
 
     Returns:
         ``(n, size, size, 3)`` uint8 images.
+
+    Raises:
+        ConfigError: invalid targets, or refinement without a model.
     """
     targets = generator.space.check(targets)
+    if len(targets) == 1:
+        targets = np.repeat(targets, len(z), axis=0)
+    if refinement is not None and refinement.steps:
+        if model is None:
+            raise ConfigError("refining samples needs the classifier the generator trained with")
+        embedding, _ = refine(generator, model, targets, z, refinement, progress=progress)
+    else:
+        with torch.no_grad():
+            embedding = generator.embedding(generator.space.as_tensor(targets), z)
     images = np.empty((len(z), size, size, 3), dtype=np.uint8)
     for i in range(len(z)):
-        images[i] = generator.render(targets[i : i + 1], z[i : i + 1], size, renderer=renderer)[0]
+        images[i] = generator.render_embeddings(embedding[i : i + 1], size, renderer=renderer)[0]
         if progress is not None:
             progress("render", 1, len(z), None)
     return images

@@ -35,9 +35,14 @@ from evoemotion.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     from evoemotion.cgen.checkpoint import GeneratorCheckpoint
+    from evoemotion.cgen.targets import TargetSpace
 
 #: Floor of the image/latent distance ratio in the mode-seeking term (bounds it by 1/eps).
 _RATIO_EPS = 0.01
+
+#: Output pre-activations beyond +-this (colour levels below 5 or above 250 of 255) are
+#: penalised by ``saturation_weight``: past it the sigmoid's gradient all but vanishes.
+SATURATION_BOUND = 4.0
 
 #: Added under the square root of the distance loss (keeps its gradient finite at 0).
 _DISTANCE_EPS = 1e-6
@@ -111,26 +116,11 @@ class Trainer:
             images: ``(N, 3, H, W)`` float in [0, 1] on the trainer's device.
 
         Returns:
-            ``"log_probs"`` (N, K) for a categorical space (log of the crop-mean
-            probabilities), else ``"values"`` (N, dims) on the classifier's scale; and
-            ``"embedding"`` (N, D), the crop-mean pooled embedding.
+            See :func:`classify`.
         """
-        space = self.generator.space
-        outputs = [
-            self.model(self.model.preprocess(view, self.classifier_size))
-            for view in self._crops(images)
-        ]
-        embedding = torch.stack([out["embedding"] for out in outputs]).mean(dim=0)
-        if space.categorical:
-            log_probs = torch.stack([F.log_softmax(out["logits"], dim=-1) for out in outputs])
-            return {
-                "log_probs": torch.logsumexp(log_probs, dim=0) - math.log(len(outputs)),
-                "embedding": embedding,
-            }
-        values = torch.stack(
-            [torch.stack([out[name] for name in space.names], dim=-1) for out in outputs]
+        return classify(
+            self.model, self.generator.space, self._crops(images), self.classifier_size
         )
-        return {"values": values.mean(dim=0), "embedding": embedding}
 
     def losses(
         self, targets: torch.Tensor, z: torch.Tensor, images: torch.Tensor
@@ -151,18 +141,13 @@ class Trainer:
         """
         space = self.generator.space
         prediction = self.predict(images)
+        fit = fit_per_image(space, prediction, targets, self.config.fit_loss).mean()
         if space.categorical:
-            fit = F.nll_loss(prediction["log_probs"], targets)
             predicted = prediction["log_probs"].detach().exp()
             picked = predicted.gather(1, targets[:, None])
             metrics = {"target_prob": float(picked.mean())}
         else:
             predicted = prediction["values"].detach()
-            gap = space.normalise(prediction["values"]) - space.normalise(targets)
-            if self.config.fit_loss == "distance":
-                fit = (gap.square().sum(dim=1) + _DISTANCE_EPS).sqrt().mean()
-            else:
-                fit = gap.square().mean()
             metrics = {"error": float((predicted - targets).abs().mean())}
         half = len(images) // 2
         d_pixels = (images[:half] - images[half:]).abs().mean(dim=(1, 2, 3))
@@ -193,8 +178,14 @@ class Trainer:
         targets = self.sampler.sample(batch, self.rng)
         targets = torch.cat([targets, targets]).to(self.device)
         z = self.generator.latents(2 * batch, self.rng)
-        images = self.generator(targets, z, self.config.train_size)
-        loss, metrics, predicted = self.losses(targets, z, images)
+        logits = self.generator.logits(
+            self.generator.embedding(targets, z), self.config.train_size
+        )
+        loss, metrics, predicted = self.losses(targets, z, torch.sigmoid(logits))
+        if self.config.saturation_weight:
+            saturation = F.relu(logits.abs() - SATURATION_BOUND).square().mean()
+            loss = loss + self.config.saturation_weight * saturation
+            metrics.update(loss=float(loss.detach()), saturation=float(saturation.detach()))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
@@ -233,6 +224,60 @@ class Trainer:
         self.history = list(state["history"])
         if "sampler" in state:
             self.sampler.load_state_dict(state["sampler"])
+
+
+def classify(
+    model: Any, space: TargetSpace, views: list[torch.Tensor], size: int
+) -> dict[str, torch.Tensor]:
+    """The classifier's outputs for views of the same images, averaged over the views.
+
+    Args:
+        model: The frozen :class:`~evoemotion.emotion.EmotionModel`.
+        space: The generator's target space (which outputs count).
+        views: One or more ``(N, 3, H, W)`` float batches in [0, 1] (crops of one batch).
+        size: Side the classifier sees.
+
+    Returns:
+        ``"log_probs"`` (N, K) for a categorical space (log of the view-mean
+        probabilities), else ``"values"`` (N, dims) on the classifier's scale; and
+        ``"embedding"`` (N, D), the view-mean pooled embedding.
+    """
+    outputs = [model(model.preprocess(view, size)) for view in views]
+    embedding = torch.stack([out["embedding"] for out in outputs]).mean(dim=0)
+    if space.categorical:
+        log_probs = torch.stack([F.log_softmax(out["logits"], dim=-1) for out in outputs])
+        return {
+            "log_probs": torch.logsumexp(log_probs, dim=0) - math.log(len(outputs)),
+            "embedding": embedding,
+        }
+    values = torch.stack(
+        [torch.stack([out[name] for name in space.names], dim=-1) for out in outputs]
+    )
+    return {"values": values.mean(dim=0), "embedding": embedding}
+
+
+def fit_per_image(
+    space: TargetSpace, prediction: dict[str, torch.Tensor], targets: torch.Tensor, fit_loss: str
+) -> torch.Tensor:
+    """How far each image's prediction is from its target, as the fit loss measures it.
+
+    Args:
+        space: The target space.
+        prediction: :func:`classify`'s outputs.
+        targets: ``(N, dims)`` canonical targets, or ``(N,)`` class indices.
+        fit_loss: One of :data:`~evoemotion.cgen.config.FIT_LOSSES` (regression only):
+            ``"mse"`` the mean squared error of the normalised values, ``"distance"``
+            their Euclidean distance. Categorical: the negative log target probability.
+
+    Returns:
+        ``(N,)`` losses.
+    """
+    if space.categorical:
+        return -prediction["log_probs"].gather(1, targets[:, None]).squeeze(1)
+    gap = space.normalise(prediction["values"]) - space.normalise(targets)
+    if fit_loss == "distance":
+        return (gap.square().sum(dim=1) + _DISTANCE_EPS).sqrt()
+    return gap.square().mean(dim=1)
 
 
 def train(

@@ -14,6 +14,7 @@ from evoemotion.cgen.config import (
     RENDERERS,
     Architecture,
     GeneratorTrainConfig,
+    Refinement,
 )
 from evoemotion.cli.options import add_classifier, add_device, add_seed, add_size
 from evoemotion.cli.progress import Bars
@@ -56,6 +57,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
     add_device(parser, what="torch device")
+
+
+def _add_refine(parser: argparse.ArgumentParser, *, timed: bool = False) -> None:
+    group = parser.add_argument_group(
+        "refinement",
+        "test-time refinement: Adam steps on each image's embedding through the classifier, "
+        "towards its target, the generator's weights unchanged"
+        + ("; each image stops once it is on target" if timed else ""),
+    )
+    group.add_argument(
+        "--refine",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="refinement steps per image, 0 = the samples as drawn (default: %(default)s)",
+    )
+    group.add_argument(
+        "--refine-lr",
+        type=float,
+        default=Refinement.lr,
+        help="Adam learning rate of the refinement (default: %(default)s)",
+    )
+    if timed:
+        group.add_argument(
+            "--refine-seconds",
+            type=float,
+            default=None,
+            help="stop refining after the step that passes this wall-clock (default: no limit)",
+        )
+
+
+def _refinement(
+    args: argparse.Namespace, size: int, classifier_size: int, checkpoint: Any
+) -> Any:
+    """The :class:`Refinement` the --refine options ask for (None without --refine)."""
+    if not args.refine:
+        return None
+    fit = (checkpoint.training or {}).get("config", {}).get("fit_loss", Refinement.fit_loss)
+    return Refinement(
+        steps=args.refine,
+        lr=args.refine_lr,
+        seconds=getattr(args, "refine_seconds", None),
+        size=size,
+        classifier_size=classifier_size,
+        fit_loss=fit,
+    )
 
 
 def _register_train(commands: argparse._SubParsersAction) -> None:
@@ -131,6 +178,13 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help=f"weight of the mode-seeking diversity term, 0 = off (default: {t.diversity_weight})",
+    )
+    opts.add_argument(
+        "--saturation-weight",
+        type=float,
+        default=None,
+        help="weight of the penalty on output pre-activations past the sigmoid's flat ends "
+        f"(colour levels < 5 or > 250), 0 = off (default: {t.saturation_weight})",
     )
     opts.add_argument(
         "--crops",
@@ -288,6 +342,12 @@ def _register_sample(commands: argparse._SubParsersAction) -> None:
         "fast on a CPU; colours within a level or two of 255 of torch's); torch: the network "
         "itself on --device; auto: numba when --device is the CPU (default: %(default)s)",
     )
+    add_classifier(
+        sample,
+        help="classifier for --refine (default: the one recorded in GEN.pt; it must be the "
+        "one the generator was trained against)",
+    )
+    _add_refine(sample)
     _add_device(sample)
     sample.set_defaults(handler=sample_command)
 
@@ -343,6 +403,7 @@ def _register_evaluate(commands: argparse._SubParsersAction) -> None:
         shown="128, as evoemotion run scores",
     )
     add_seed(evaluate, what="seed of the latents")
+    _add_refine(evaluate, timed=True)
     evaluate.add_argument(
         "--compare",
         type=Path,
@@ -473,9 +534,19 @@ def sample_command(args: argparse.Namespace) -> int:
 
     if args.size < 1 or args.count < 1:
         raise ConfigError(f"--size and --count must be positive, got {args.size}, {args.count}")
-    generator = load_generator(args.generator, device=resolve_device(args.device)).generator
+    device = resolve_device(args.device)
+    checkpoint = load_generator(args.generator, device=device)
+    generator = checkpoint.generator
     space = generator.space
     columns, rows = args.grid
+    model, refinement = None, None
+    if args.refine:
+        from evoemotion.emotion import load_model
+
+        model = load_model(args.classifier or checkpoint.classifier["source"], device=device)
+        checkpoint.check_classifier(model)
+        train = GeneratorTrainConfig.from_dict((checkpoint.training or {}).get("config", {}))
+        refinement = _refinement(args, train.train_size, train.classifier_size, checkpoint)
     with Bars(leave=False) as progress:
         if args.target is not None:
             target = space.parse(args.target)
@@ -486,6 +557,8 @@ def sample_command(args: argparse.Namespace) -> int:
                 args.size,
                 progress,
                 renderer=args.renderer,
+                model=model,
+                refinement=refinement,
             )
             columns = args.count
             layout = f"{args.count} image(s) for target {args.target}"
@@ -500,12 +573,15 @@ def sample_command(args: argparse.Namespace) -> int:
                 dominance=args.dominance,
                 progress=progress,
                 renderer=args.renderer,
+                model=model,
+                refinement=refinement,
             )
             layout = _describe_grid(space, columns, rows)
     image = images[0] if len(images) == 1 else grid(images, columns=columns, gap=args.gap)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_png(args.output, image)
-    print(f"wrote {args.output} ({image.shape[1]}x{image.shape[0]}): {layout}")
+    refined = f"; each image refined {args.refine} steps" if args.refine else ""
+    print(f"wrote {args.output} ({image.shape[1]}x{image.shape[0]}): {layout}{refined}")
     return 0
 
 
@@ -546,6 +622,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     model = load_model(source, device=device)
     checkpoint.check_classifier(model)
     scorer = Scorer([model], device=device, crops=args.crops, size=args.score_size or None)
+    refinement = _refinement(args, args.size, args.score_size or int(model.input_size), checkpoint)
     with Bars(leave=False) as progress:
         result = evaluate(
             checkpoint.generator,
@@ -557,6 +634,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             seed=args.seed,
             spec=next(iter(specs.values()), None),
             progress=progress,
+            refinement=refinement,
         )
     summary = result.summary()
     rows = result.rows()
@@ -590,6 +668,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             "generator": str(args.generator),
             "classifier": source,
             "summary": summary,
+            "refinement": refinement.to_dict() if refinement else None,
             "archive": result.archive,
             "compare": comparisons,
             "targets": rows,
