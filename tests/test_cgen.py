@@ -35,6 +35,7 @@ from evoemotion.cgen import (
 )
 from evoemotion.cgen import network as network_module
 from evoemotion.cgen.curriculum import TargetSampler
+from evoemotion.cgen.training import SATURATION_BOUND
 from evoemotion.cli import main
 from evoemotion.emotion import build_model, save_model
 from evoemotion.errors import CheckpointError, ConfigError
@@ -282,6 +283,22 @@ def test_diversity_term_spreads_images_of_one_target(classifier):
         train(trainer, 20)
         spread[weight] = np.mean([m["diversity"] for m in trainer.history[-10:]])
     assert spread[0.2] > spread[0.0]
+
+
+def test_saturation_penalty_pulls_colours_off_the_sigmoids_flat_ends(classifier):
+    saturated = {}
+    for weight in (0.0, 1.0):
+        trainer = _trainer(classifier, saturation_weight=weight)
+        with torch.no_grad():
+            trainer.generator.net.out.bias.fill_(8.0)  # white everywhere: no gradient left
+        train(trainer, 15)
+        z = trainer.generator.latents(8, seed=5)
+        targets = trainer.generator.space.as_tensor([[5.0, 5.0]] * 8)
+        with torch.no_grad():
+            logits = trainer.generator.logits(trainer.generator.embedding(targets, z), SIZE)
+        saturated[weight] = float((logits.abs() > SATURATION_BOUND).float().mean())
+        assert ("saturation" in trainer.history[-1]) == (weight > 0)
+    assert saturated[0.0] > 0.5 and saturated[1.0] < 0.2 * saturated[0.0]
 
 
 def _refinement(**options) -> Refinement:

@@ -69,6 +69,9 @@ class Evaluation:
         archive: The archive spec's description (``ArchiveSpec.to_dict``), or ``None``.
         refined: The refinement's summary (:func:`~evoemotion.cgen.refinement.refine`: steps,
             seconds, image steps, share done), empty when the samples were not refined.
+        embeddings: ``(T, n, embed_dim)`` the embeddings the images were rendered from
+            (refined ones after a refinement; render them again at any size with
+            :meth:`~evoemotion.cgen.network.ConditionalGenerator.render_embeddings`).
     """
 
     kind: str
@@ -85,6 +88,7 @@ class Evaluation:
     tolerance: float | None = None
     archive: dict[str, Any] | None = field(default=None)
     refined: dict[str, float] = field(default_factory=dict)
+    embeddings: np.ndarray | None = None
 
     @property
     def reached(self) -> np.ndarray:
@@ -270,6 +274,7 @@ def evaluate(
         tolerance=tolerance,
         archive=spec.to_dict() if spec else None,
         refined=refined,
+        embeddings=embedding.reshape(len(targets), latents, -1).cpu().numpy(),
     )
     if space.categorical:
         result.hits = (1.0 - result.errors()) >= tolerance
