@@ -352,6 +352,12 @@ def test_refinement_is_per_image_and_stops_where_told(classifier):
     assert info["done"] == pytest.approx(1 / 3) and info["image_steps"] == 9
     untouched, info = refine(generator, classifier, targets, z, _refinement(steps=50, seconds=0))
     assert info["steps"] == 0 and torch.equal(untouched, start)
+    # steps too small to lower any loss: every image stalls after `patience` more steps and
+    # keeps its best measured embedding, the starting one
+    stalled, info = refine(generator, classifier, targets, z,
+                           _refinement(steps=50, lr=1e-9, patience=3))
+    assert info["steps"] == 4 and info["stalled"] == 1.0 and info["done"] == 0.0
+    torch.testing.assert_close(stalled, start, atol=0, rtol=0)
 
 
 def test_refined_embeddings_render_like_the_network_draws_them(classifier):
@@ -366,7 +372,7 @@ def test_refined_embeddings_render_like_the_network_draws_them(classifier):
 
 
 def test_bad_refinement_options_are_config_errors(classifier):
-    for bad in ({"steps": -1}, {"lr": 0.0}, {"seconds": -1.0}, {"size": 4},
+    for bad in ({"steps": -1}, {"lr": 0.0}, {"seconds": -1.0}, {"size": 4}, {"patience": -1},
                 {"fit_loss": "l1"}):
         with pytest.raises(ConfigError, match="refinement option"):
             Refinement(**bad)

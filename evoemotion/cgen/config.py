@@ -207,6 +207,8 @@ class Refinement:
         steps: Adam steps per image (0: no refinement).
         lr: Adam learning rate on the embedding (its entries lie in about [-1, 1]).
         seconds: Stop after the step that passes this much wall-clock (``None``: no limit).
+        patience: An image stops once this many steps in a row have not lowered its loss
+            (0: never; it takes every step unless it is on target).
         size: Side at which the images are drawn while refining (as training draws them).
         classifier_size: Side the classifier sees.
         fit_loss: The fit loss (see :class:`~evoemotion.cgen.config.GeneratorTrainConfig`).
@@ -218,6 +220,7 @@ class Refinement:
     steps: int = 30
     lr: float = 0.1
     seconds: float | None = None
+    patience: int = 5
     size: int = 64
     classifier_size: int = 128
     fit_loss: str = "distance"
@@ -230,6 +233,7 @@ class Refinement:
                 "steps": self.steps >= 0,
                 "lr": self.lr > 0 and math.isfinite(self.lr),
                 "seconds": self.seconds is None or self.seconds >= 0,
+                "patience": self.patience >= 0,
                 "size": self.size >= 8,
                 "classifier_size": self.classifier_size >= 8,
                 "fit_loss": self.fit_loss in FIT_LOSSES,

@@ -8,6 +8,8 @@ and Adam lowers the training fit loss (:func:`~evoemotion.cgen.training.fit_per_
 through the frozen classifier, the generator's weights left as they are. Every image is
 refined on its own (the loss is a sum over images, and Adam's steps are per coordinate),
 starting from its own sample, so the latents' different pictures stay different pictures.
+An image stops when it is on target (the caller's ``done`` test), or when ``patience``
+steps in a row have not lowered its loss (a target beyond what the classifier gives it).
 
 A refined image is still a plain CPPN (:meth:`ConditionalCPPN.programs
 <evoemotion.cgen.network.ConditionalCPPN.programs>`): it renders at any resolution, with
@@ -17,6 +19,7 @@ Numba, from its embedding (:meth:`ConditionalGenerator.render_embeddings
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +35,9 @@ from evoemotion.progress import Progress
 
 #: Images refined in one forward and backward pass (bounds the memory of a step).
 REFINE_CHUNK = 32
+
+#: A step improves an image when it lowers its best fit loss by more than this fraction.
+IMPROVEMENT = 1e-3
 
 
 def refine(
@@ -62,9 +68,11 @@ def refine(
 
     Returns:
         The ``(N, embed_dim)`` refined embeddings (render them with
-        :meth:`ConditionalGenerator.render_embeddings`) and a summary: ``steps`` taken,
-        ``seconds``, ``image_steps`` (images refined summed over steps), ``done`` (share of
-        images marked done).
+        :meth:`ConditionalGenerator.render_embeddings`): for an image marked done the one
+        judged on target, else the one with the lowest fit loss measured (the starting
+        sample's, if no step improved on it); and a summary: ``steps`` taken, ``seconds``,
+        ``image_steps`` (images refined summed over steps), ``done`` (share of images
+        marked done), ``stalled`` (share stopped by ``refinement.patience``).
 
     Raises:
         ConfigError: invalid targets, or a target count that is not one per latent.
@@ -77,7 +85,11 @@ def refine(
         embedding = generator.embedding(values, z.to(generator.device))
     embedding.requires_grad_(True)
     optimizer = torch.optim.Adam([embedding], lr=refinement.lr)
+    kept = embedding.detach().clone()  # per image: the best embedding measured so far
+    best = torch.full((len(z),), math.inf)
+    stale = torch.zeros(len(z), dtype=torch.long)
     active = torch.ones(len(z), dtype=torch.bool)
+    finished = torch.zeros(len(z), dtype=torch.bool)
     start, steps, image_steps = time.perf_counter(), 0, 0
     with torch.enable_grad():
         while steps < refinement.steps and bool(active.any()):
@@ -85,23 +97,29 @@ def refine(
                 break
             optimizer.zero_grad(set_to_none=True)
             rows = torch.nonzero(active).squeeze(1)
-            predictions = []
+            predictions, fits = [], []
             for chunk in rows.split(REFINE_CHUNK):
                 images = torch.sigmoid(generator.logits(embedding[chunk], refinement.size))
                 prediction = classify(model, space, [images], refinement.classifier_size)
                 fit = fit_per_image(space, prediction, values[chunk], refinement.fit_loss)
                 fit.sum().backward()
                 predictions.append(_readable(prediction))
-            if done is not None:  # judged on this step's images, before the step moves them
+                fits.append(fit.detach().cpu())
+            # judged on this step's images, before the step moves them
+            fit = torch.cat(fits)
+            improved = fit < best[rows] * (1.0 - IMPROVEMENT)
+            best[rows[improved]] = fit[improved]
+            kept[rows[improved]] = embedding.detach()[rows[improved]]
+            stale[rows] = torch.where(improved, 0, stale[rows] + 1)
+            if done is not None:
                 marked = done(rows.cpu().numpy(), np.concatenate(predictions))
-                finished = torch.from_numpy(np.asarray(marked, dtype=bool))
-                embedding.grad[rows[finished]] = 0.0
-                active[rows[finished]] = False
-            # Adam moves an entry with zero gradient by its momentum: restore finished rows
-            kept = embedding.detach()[~active].clone()
+                hit = rows[torch.from_numpy(np.asarray(marked, dtype=bool))]
+                kept[hit] = embedding.detach()[hit]
+                finished[hit] = True
+            active &= ~finished
+            if refinement.patience:
+                active &= stale < refinement.patience
             optimizer.step()
-            with torch.no_grad():
-                embedding[~active] = kept
             steps += 1
             image_steps += len(rows)
             if progress is not None:
@@ -110,9 +128,12 @@ def refine(
         "steps": float(steps),
         "seconds": time.perf_counter() - start,
         "image_steps": float(image_steps),
-        "done": float((~active).float().mean()) if done is not None else 0.0,
+        "done": float(finished.float().mean()),
+        "stalled": float((stale >= refinement.patience).float().mean())
+        if refinement.patience
+        else 0.0,
     }
-    return embedding.detach(), summary
+    return kept, summary
 
 
 def _readable(prediction: dict[str, torch.Tensor]) -> np.ndarray:

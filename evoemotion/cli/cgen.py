@@ -79,6 +79,13 @@ def _add_refine(parser: argparse.ArgumentParser, *, timed: bool = False) -> None
         default=Refinement.lr,
         help="Adam learning rate of the refinement (default: %(default)s)",
     )
+    group.add_argument(
+        "--refine-patience",
+        type=int,
+        default=Refinement.patience,
+        help="an image stops once this many steps in a row have not lowered its loss, "
+        "0 = never (default: %(default)s)",
+    )
     if timed:
         group.add_argument(
             "--refine-seconds",
@@ -99,6 +106,7 @@ def _refinement(
         steps=args.refine,
         lr=args.refine_lr,
         seconds=getattr(args, "refine_seconds", None),
+        patience=args.refine_patience,
         size=size,
         classifier_size=classifier_size,
         fit_loss=fit,
