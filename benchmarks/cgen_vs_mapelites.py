@@ -15,7 +15,7 @@ Every method gets the same wall-clock budget on the same classifier, scoring res
   can take longer than the budget itself. A cell is
   *reached* when an image aimed at it lands in it, *reached x4 distinct* when 4 mutually
   distinct images (embedding cosine distance >= 0.05) aimed at it do;
-* with ``--refine-steps`` (default 30), the generator trains for ``1 - --refine-share`` of
+* with ``--refine-steps`` (default 60), the generator trains for ``1 - --refine-share`` of
   the budget only (the ``cgen trained`` row), and the rest goes to test-time refinement
   (:func:`evoemotion.cgen.refine`: every cell's images refined through the classifier
   until they are on target, the steps run out or the budget is spent): the
@@ -34,7 +34,7 @@ and ``--also DIR`` merges the rows of methods run at the same time in other proc
 
     python benchmarks/cgen_vs_mapelites.py [--budget 240] [--cells 10] [--seed 0]
         [--methods map-elites,dqd,random,cgen] [--classifier default] [--latents 4]
-        [--refine-steps 30] [--refine-share 0.25]
+        [--refine-steps 60] [--refine-share 0.5]
 """
 
 from __future__ import annotations
@@ -224,10 +224,10 @@ def main() -> None:
     parser.add_argument("--also", type=Path, action="append", default=[], metavar="DIR",
                         help="merge the rows of another --out folder of the same setup into "
                         "the tables (e.g. methods run at the same time in other processes)")
-    parser.add_argument("--refine-steps", type=int, default=30,
+    parser.add_argument("--refine-steps", type=int, default=60,
                         help="refinement steps per image of the 'cgen trained + refined' row, "
                         "0 = no such row (the generator then trains for the whole budget)")
-    parser.add_argument("--refine-share", type=float, default=0.25,
+    parser.add_argument("--refine-share", type=float, default=0.5,
                         help="share of the generator's budget kept for refinement: it trains "
                         "for the rest (default: %(default)s)")
     parser.add_argument("--refine-lr", type=float, default=Refinement.lr,
