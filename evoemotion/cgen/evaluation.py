@@ -29,7 +29,7 @@ import torch
 
 from evoemotion.cgen.config import Refinement
 from evoemotion.cgen.network import ConditionalGenerator
-from evoemotion.cgen.refinement import refine
+from evoemotion.cgen.refinement import embeddings
 from evoemotion.errors import ConfigError
 from evoemotion.progress import Progress
 
@@ -68,7 +68,8 @@ class Evaluation:
         tolerance: The tolerance used (``None``: inside the target cell).
         archive: The archive spec's description (``ArchiveSpec.to_dict``), or ``None``.
         refined: The refinement's summary (:func:`~evoemotion.cgen.refinement.refine`: steps,
-            seconds, image steps, share done), empty when the samples were not refined.
+            seconds, image steps, shares done and stalled), empty when the samples were not
+            refined.
         embeddings: ``(T, n, embed_dim)`` the embeddings the images were rendered from
             (refined ones after a refinement; render them again at any size with
             :meth:`~evoemotion.cgen.network.ConditionalGenerator.render_embeddings`).
@@ -244,23 +245,18 @@ def evaluate(
         spec, archive, targets = _regression_targets(space, scorer, spec, cells)
     z = generator.latents(len(targets) * latents, seed)
     repeated = np.repeat(targets, latents, axis=0)
-    refined: dict[str, float] = {}
-    if refinement is not None and refinement.steps:
-        on_target = _on_target_test(space, repeated, tolerance, archive)
-        embedding, refined = refine(
-            generator,
-            scorer.models[0],
-            repeated,
-            z,
-            refinement,
-            done=on_target,
-            progress=progress,
-        )
-    else:
-        with torch.no_grad():
-            embedding = generator.embedding(space.as_tensor(repeated, generator.device), z)
+    embedding, refined = embeddings(
+        generator,
+        repeated,
+        z,
+        model=scorer.models[0],
+        refinement=refinement,
+        done=_on_target_test(space, repeated, tolerance, archive),
+        progress=progress,
+    )
+    embedding = embedding.reshape(len(targets), latents, -1)
     predictions, pixel_diversity, distances = _render_and_score(
-        generator, scorer, embedding.reshape(len(targets), latents, -1), size, progress
+        generator, scorer, embedding, size, progress
     )
     result = Evaluation(
         kind=space.kind,
@@ -274,7 +270,7 @@ def evaluate(
         tolerance=tolerance,
         archive=spec.to_dict() if spec else None,
         refined=refined,
-        embeddings=embedding.reshape(len(targets), latents, -1).cpu().numpy(),
+        embeddings=embedding.cpu().numpy(),
     )
     if space.categorical:
         result.hits = (1.0 - result.errors()) >= tolerance

@@ -136,6 +136,43 @@ def refine(
     return kept, summary
 
 
+def embeddings(
+    generator: ConditionalGenerator,
+    targets: Any,
+    z: torch.Tensor,
+    *,
+    model: Any = None,
+    refinement: Refinement | None = None,
+    done: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The embeddings to render for (target, latent) pairs: refined when asked, else drawn.
+
+    Args:
+        generator: The generator.
+        targets: One canonical target per latent.
+        z: ``(N, latent_dim)`` latents.
+        model: The classifier the generator was trained against (needed to refine).
+        refinement: :func:`refine` with these options; ``None`` or 0 steps: the
+            generator's own embeddings, as drawn.
+        done: See :func:`refine`.
+        progress: See :func:`refine`.
+
+    Returns:
+        ``(N, embed_dim)`` embeddings and :func:`refine`'s summary (empty when not refined).
+
+    Raises:
+        ConfigError: refinement without a model, or invalid targets.
+    """
+    if refinement is not None and refinement.steps:
+        if model is None:
+            raise ConfigError("refining samples needs the classifier the generator trained with")
+        return refine(generator, model, targets, z, refinement, done=done, progress=progress)
+    with torch.no_grad():
+        values = generator.space.as_tensor(targets, generator.device)
+        return generator.embedding(values, z.to(generator.device)), {}
+
+
 def _readable(prediction: dict[str, torch.Tensor]) -> np.ndarray:
     """Detached numpy predictions: class probabilities or regression values."""
     if "log_probs" in prediction:

@@ -16,11 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from evoemotion.cgen.config import Refinement
 from evoemotion.cgen.network import ConditionalGenerator
-from evoemotion.cgen.refinement import refine
+from evoemotion.cgen.refinement import embeddings
 from evoemotion.errors import ConfigError
 from evoemotion.progress import Progress
 
@@ -154,13 +153,9 @@ def render_targets(
     targets = generator.space.check(targets)
     if len(targets) == 1:
         targets = np.repeat(targets, len(z), axis=0)
-    if refinement is not None and refinement.steps:
-        if model is None:
-            raise ConfigError("refining samples needs the classifier the generator trained with")
-        embedding, _ = refine(generator, model, targets, z, refinement, progress=progress)
-    else:
-        with torch.no_grad():
-            embedding = generator.embedding(generator.space.as_tensor(targets), z)
+    embedding, _ = embeddings(
+        generator, targets, z, model=model, refinement=refinement, progress=progress
+    )
     images = np.empty((len(z), size, size, 3), dtype=np.uint8)
     for i in range(len(z)):
         images[i] = generator.render_embeddings(embedding[i : i + 1], size, renderer=renderer)[0]

@@ -59,6 +59,11 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
     add_device(parser, what="torch device")
 
 
+def _unit(stage: str) -> str:
+    """Progress bar unit: refinement counts steps, rendering and evaluation images."""
+    return "step" if stage == "refine" else "img"
+
+
 def _add_refine(parser: argparse.ArgumentParser, *, timed: bool = False) -> None:
     group = parser.add_argument_group(
         "refinement",
@@ -96,20 +101,26 @@ def _add_refine(parser: argparse.ArgumentParser, *, timed: bool = False) -> None
 
 
 def _refinement(
-    args: argparse.Namespace, size: int, classifier_size: int, checkpoint: Any
+    args: argparse.Namespace,
+    checkpoint: Any,
+    model: Any,
+    size: int | None = None,
+    classifier_size: int | None = None,
 ) -> Any:
-    """The :class:`Refinement` the --refine options ask for (None without --refine)."""
+    """The :class:`Refinement` the --refine options ask for (None without --refine): the
+    generator's own fit loss, and its training sizes unless ``size`` / ``classifier_size``
+    are given (a classifier size of 0, native, is the model's input size)."""
     if not args.refine:
         return None
-    fit = (checkpoint.training or {}).get("config", {}).get("fit_loss", Refinement.fit_loss)
+    train = GeneratorTrainConfig.from_dict((checkpoint.training or {}).get("config", {}))
     return Refinement(
         steps=args.refine,
         lr=args.refine_lr,
         seconds=getattr(args, "refine_seconds", None),
         patience=args.refine_patience,
-        size=size,
-        classifier_size=classifier_size,
-        fit_loss=fit,
+        size=size or train.train_size,
+        classifier_size=classifier_size or train.classifier_size or int(model.input_size),
+        fit_loss=train.fit_loss,
     )
 
 
@@ -553,9 +564,8 @@ def sample_command(args: argparse.Namespace) -> int:
 
         model = load_model(args.classifier or checkpoint.classifier["source"], device=device)
         checkpoint.check_classifier(model)
-        train = GeneratorTrainConfig.from_dict((checkpoint.training or {}).get("config", {}))
-        refinement = _refinement(args, train.train_size, train.classifier_size, checkpoint)
-    with Bars(leave=False) as progress:
+        refinement = _refinement(args, checkpoint, model)
+    with Bars(_unit, leave=False) as progress:
         if args.target is not None:
             target = space.parse(args.target)
             images = render_targets(
@@ -630,8 +640,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     model = load_model(source, device=device)
     checkpoint.check_classifier(model)
     scorer = Scorer([model], device=device, crops=args.crops, size=args.score_size or None)
-    refinement = _refinement(args, args.size, args.score_size or int(model.input_size), checkpoint)
-    with Bars(leave=False) as progress:
+    refinement = _refinement(args, checkpoint, model, args.size, args.score_size)
+    with Bars(_unit, leave=False) as progress:
         result = evaluate(
             checkpoint.generator,
             scorer,
