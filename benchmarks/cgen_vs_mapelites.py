@@ -18,7 +18,9 @@ Every method gets the same wall-clock budget on the same classifier, scoring res
 * with ``--refine-steps`` (default 60), the generator trains for ``1 - --refine-share`` of
   the budget only (the ``cgen trained`` row), and the rest goes to test-time refinement
   (:func:`evoemotion.cgen.refine`: every cell's images refined through the classifier
-  until they are on target, the steps run out or the budget is spent): the
+  until they are on target, the steps run out or the budget is spent; a stalled image
+  starts again from a fresh latent, ``--refine-restarts`` times, where another image has
+  reached its cell): the
   ``cgen trained + refined`` row, charged its training and its refinement.
 
 Printed: per method the work done, seconds, coverage; for the generator the cells reached,
@@ -27,14 +29,16 @@ the mean absolute V/A error on those cells and overall, and the time to sample a
 grid at ``--grid-size`` px; then cell-for-cell counts against every search.
 
 Results go to ``--out`` (default ``runs/cgen_vs_mapelites/``, git-ignored): ``results.json``
-and PNG sample grids (the timed 8 x 8 grid, stored at 128 px per image, and every reached
-cell's images). ``--methods`` runs some methods only; rows of an earlier run with the same
-setup in ``results.json`` are kept, so a method can be added later (e.g. DQD once it lands),
-and ``--also DIR`` merges the rows of methods run at the same time in other processes.
+(per generator row also every cell's hits and distinct hits), the trained generator
+(``generator.pt``, for ``evoemotion cgen sample|evaluate``) and PNG sample grids (the
+timed 8 x 8 grid, stored at 128 px per image, and every reached cell's images).
+``--methods`` runs some methods only; rows of an earlier run with the same setup in
+``results.json`` are kept, so a method can be added later, and ``--also DIR`` merges the
+rows of methods run at the same time in other processes.
 
     python benchmarks/cgen_vs_mapelites.py [--budget 240] [--cells 10] [--seed 0]
         [--methods map-elites,dqd,random,cgen] [--classifier default] [--latents 4]
-        [--refine-steps 60] [--refine-share 0.5]
+        [--refine-steps 60] [--refine-share 0.5] [--refine-restarts 10]
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ from evoemotion.cgen import (
     TargetSpace,
     Trainer,
     sample_grid,
+    save_generator,
 )
 from evoemotion.cgen import evaluate as evaluate_generator
 from evoemotion.emotion import load_model
@@ -99,6 +104,8 @@ def generator_row(result, work: str, seconds: float) -> dict:
     return {"cells": sorted({int(c) for c in result.sample_cells.ravel() if c >= 0}),
             "reached": sorted(int(c) for c in result.cells[result.reached]),
             "distinct": sorted(int(c) for c in result.cells[result.distinct_hits >= 4]),
+            "hits": result.hits.sum(axis=1).tolist(),
+            "distinct_hits": result.distinct_hits.tolist(),
             "cell_errors": errors.tolist(),
             "mae": summary["mae"], "diversity": summary["diversity_embedding"],
             "work": work, "seconds": seconds}
@@ -126,12 +133,14 @@ def run_generator(model, spec, scorer, args, out: Path) -> dict:
     while time.perf_counter() - start < args.budget - refine_seconds:
         trainer.train_step()
     seconds = time.perf_counter() - start
+    save_generator(out / "generator.pt", generator, model, classifier_source=args.classifier)
     start = time.perf_counter()
     trained = evaluate_generator(generator, scorer, **options)
     rows["cgen trained"] = generator_row(trained, f"{trainer.step:,} steps", seconds)
     rows["cgen trained"]["eval_seconds"] = time.perf_counter() - start
     if args.refine_steps:
         refinement = Refinement(steps=args.refine_steps, lr=args.refine_lr,
+                                restarts=args.refine_restarts,
                                 seconds=args.budget - seconds, size=args.render_size,
                                 classifier_size=args.score_size)
         start = time.perf_counter()
@@ -232,6 +241,9 @@ def main() -> None:
                         "for the rest (default: %(default)s)")
     parser.add_argument("--refine-lr", type=float, default=Refinement.lr,
                         help="Adam learning rate of the refinement")
+    parser.add_argument("--refine-restarts", type=int, default=Refinement.restarts,
+                        help="fresh starts of a stalled image whose cell another image has "
+                        "reached (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="torch device")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -35,7 +35,7 @@ from evoemotion.cgen import (
 )
 from evoemotion.cgen import network as network_module
 from evoemotion.cgen.curriculum import TargetSampler
-from evoemotion.cgen.training import SATURATION_BOUND
+from evoemotion.cgen.training import SATURATION_BOUND, classify, fit_per_image
 from evoemotion.cli import main
 from evoemotion.emotion import build_model, save_model
 from evoemotion.errors import CheckpointError, ConfigError
@@ -352,12 +352,53 @@ def test_refinement_is_per_image_and_stops_where_told(classifier):
     assert info["done"] == pytest.approx(1 / 3) and info["image_steps"] == 9
     untouched, info = refine(generator, classifier, targets, z, _refinement(steps=50, seconds=0))
     assert info["steps"] == 0 and torch.equal(untouched, start)
-    # steps too small to lower any loss: every image stalls after `patience` more steps and
-    # keeps its best measured embedding, the starting one
+    # steps too small to lower any loss by 0.1 %: every image stalls after `patience` more
+    # steps and keeps its best measured embedding, within 1e-9 steps of the starting one
     stalled, info = refine(generator, classifier, targets, z,
                            _refinement(steps=50, lr=1e-9, patience=3))
     assert info["steps"] == 4 and info["stalled"] == 1.0 and info["done"] == 0.0
-    torch.testing.assert_close(stalled, start, atol=0, rtol=0)
+    torch.testing.assert_close(stalled, start, atol=1e-6, rtol=0)
+
+
+def test_stalled_images_restart_from_fresh_latents_where_a_sibling_hit(classifier):
+    generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
+    # images 0 and 1 share a target; image 0 hits at once, image 2 aims elsewhere, never hits
+    targets = np.array([[3.0, 7.0], [3.0, 7.0], [8.0, 2.0]])
+    z = generator.latents(3, seed=1)
+    values = generator.space.as_tensor(targets)
+    with torch.no_grad():
+        start = generator.embedding(values, z)
+
+    def loss(embedding: torch.Tensor, aims: torch.Tensor) -> torch.Tensor:
+        images = torch.sigmoid(generator.logits(embedding, SIZE))
+        prediction = classify(classifier, generator.space, [images], SIZE)
+        return fit_per_image(generator.space, prediction, aims, "distance").detach()
+
+    options = _refinement(steps=60, lr=1e-9, patience=2, restarts=3)
+    kept, info = refine(generator, classifier, targets, z, options,
+                        done=lambda rows, _: rows == 0, seed=5)
+    # lr 1e-9 lowers no loss: image 1 stalls 2 steps after each start and spends its 3
+    # restarts, image 2 stalls once and stops, since no image has reached its target
+    assert info["restarts"] == 3 and info["stalled"] == pytest.approx(2 / 3)
+    assert info["steps"] == 12 and info["image_steps"] == 3 + 2 * 2 + 9
+    torch.testing.assert_close(kept[[0, 2]], start[[0, 2]], atol=1e-6, rtol=0)
+    # image 1 keeps the best of its 4 starts (the fresh latents come from `seed`)
+    fresh = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        starts = torch.stack([start[1]] + [
+            generator.embedding(values[1:2], generator.latents(1, fresh))[0] for _ in range(3)
+        ])
+    losses = loss(starts, values[[1, 1, 1, 1]])
+    assert len(set(losses.tolist())) == 4  # four different starts
+    torch.testing.assert_close(kept[1], starts[losses.argmin()], atol=1e-6, rtol=0)
+    again, _ = refine(generator, classifier, targets, z, options,
+                      done=lambda rows, _: rows == 0, seed=5)
+    torch.testing.assert_close(again, kept, atol=0, rtol=0)
+    without, info = refine(generator, classifier, targets, z,
+                           _refinement(steps=60, lr=1e-9, patience=2, restarts=0),
+                           done=lambda rows, _: rows == 0)
+    assert info["restarts"] == 0 and info["steps"] == 3
+    torch.testing.assert_close(without, start, atol=1e-6, rtol=0)
 
 
 def test_refined_embeddings_render_like_the_network_draws_them(classifier):
@@ -373,7 +414,7 @@ def test_refined_embeddings_render_like_the_network_draws_them(classifier):
 
 def test_bad_refinement_options_are_config_errors(classifier):
     for bad in ({"steps": -1}, {"lr": 0.0}, {"seconds": -1.0}, {"size": 4}, {"patience": -1},
-                {"fit_loss": "l1"}):
+                {"restarts": -1}, {"fit_loss": "l1"}):
         with pytest.raises(ConfigError, match="refinement option"):
             Refinement(**bad)
     generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
@@ -523,9 +564,10 @@ def test_cli_train_resume_sample_evaluate(classifier, tmp_path, capsys):
     assert "on-target images per cell" in out and "reached_distinct" in out
     assert main(["cgen", "evaluate", str(gen), "--cells", "3", "--latents", "2", "--size", "16",
                  "--score-size", "32", "--json", str(summary), "--device", "cpu",
-                 "--refine", "2", "--refine-lr", "0.2"]) == 0
+                 "--refine", "2", "--refine-lr", "0.2", "--refine-restarts", "3"]) == 0
     refined = json.loads(summary.read_text())
     assert refined["refinement"]["steps"] == 2 and refined["refinement"]["lr"] == 0.2
+    assert refined["refinement"]["restarts"] == 3 and "refine_restarts" in refined["summary"]
     assert 1 <= refined["summary"]["refine_steps"] <= 2
     assert main(["cgen", "sample", str(gen), "--target", "7,3", "--count", "2", "--size", "16",
                  "-o", str(tmp_path / "refined.png"), "--device", "cpu", "--refine", "2"]) == 0

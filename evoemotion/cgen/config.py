@@ -207,8 +207,14 @@ class Refinement:
         steps: Adam steps per image (0: no refinement).
         lr: Adam learning rate on the embedding (its entries lie in about [-1, 1]).
         seconds: Stop after the step that passes this much wall-clock (``None``: no limit).
-        patience: An image stops once this many steps in a row have not lowered its loss
+        patience: An image stalls once this many steps in a row have not lowered its loss
             (0: never; it takes every step unless it is on target).
+        restarts: A stalled image starts again from a fresh latent (same target, its own
+            new Adam state) up to this many times, while steps and seconds remain, if
+            another image with the same target is on target (the ``done`` test of
+            :func:`~evoemotion.cgen.refinement.refine`; the target is then known to be
+            reachable, and more images of it are wanted); it stops when it stalls
+            otherwise. The best image over all its starts is kept.
         size: Side at which the images are drawn while refining (as training draws them).
         classifier_size: Side the classifier sees.
         fit_loss: The fit loss (see :class:`~evoemotion.cgen.config.GeneratorTrainConfig`).
@@ -221,6 +227,7 @@ class Refinement:
     lr: float = 0.1
     seconds: float | None = None
     patience: int = 5
+    restarts: int = 10
     size: int = 64
     classifier_size: int = 128
     fit_loss: str = "distance"
@@ -234,6 +241,7 @@ class Refinement:
                 "lr": self.lr > 0 and math.isfinite(self.lr),
                 "seconds": self.seconds is None or self.seconds >= 0,
                 "patience": self.patience >= 0,
+                "restarts": self.restarts >= 0,
                 "size": self.size >= 8,
                 "classifier_size": self.classifier_size >= 8,
                 "fit_loss": self.fit_loss in FIT_LOSSES,

@@ -228,7 +228,9 @@ def evaluate(
             ``"refine"`` in steps when refining).
         refinement: Refine every image first (:func:`~evoemotion.cgen.refinement.refine`, with
             the scorer's first model), each image stopping once it is on target by this
-            evaluation's own test; ``None`` or 0 steps: the generator's samples as drawn.
+            evaluation's own test (its restarts, seeded from ``seed``, go to the targets
+            that one of their images has reached); ``None`` or 0 steps: the generator's
+            samples as drawn.
 
     Returns:
         The :class:`Evaluation`; :attr:`Evaluation.refined` holds the refinement's summary.
@@ -253,6 +255,7 @@ def evaluate(
         refinement=refinement,
         done=_on_target_test(space, repeated, tolerance, archive),
         progress=progress,
+        seed=int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]),  # apart from z's
     )
     embedding = embedding.reshape(len(targets), latents, -1)
     predictions, pixel_diversity, distances = _render_and_score(

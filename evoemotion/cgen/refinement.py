@@ -9,7 +9,8 @@ through the frozen classifier, the generator's weights left as they are. Every i
 refined on its own (the loss is a sum over images, and Adam's steps are per coordinate),
 starting from its own sample, so the latents' different pictures stay different pictures.
 An image stops when it is on target (the caller's ``done`` test), or when ``patience``
-steps in a row have not lowered its loss (a target beyond what the classifier gives it).
+steps in a row have not lowered its loss (a target beyond what the classifier gives it,
+from where it started); with ``restarts`` it then starts again from a fresh latent.
 
 A refined image is still a plain CPPN (:meth:`ConditionalCPPN.programs
 <evoemotion.cgen.network.ConditionalCPPN.programs>`): it renders at any resolution, with
@@ -49,6 +50,7 @@ def refine(
     *,
     done: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     progress: Progress | None = None,
+    seed: int = 0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Refine the embeddings of (target, latent) pairs towards their targets.
 
@@ -58,21 +60,23 @@ def refine(
         targets: One canonical target per latent (any form :meth:`TargetSpace.check`
             accepts).
         z: ``(N, latent_dim)`` latents.
-        refinement: Steps, learning rate, time limit and sizes.
+        refinement: Steps, learning rate, patience, restarts, time limit and sizes.
         done: Called with the indices ``(n,)`` of the images still refining and their
             ``(n, width)`` predictions (regression values on the classifier's scale, or
             class probabilities); images it marks True are final and refined no further
             (e.g. those already inside their target cell). ``None``: every image takes
             every step.
         progress: Reports stage ``"refine"`` in steps.
+        seed: Seeds the fresh latents of restarts (:attr:`Refinement.restarts`).
 
     Returns:
         The ``(N, embed_dim)`` refined embeddings (render them with
         :meth:`ConditionalGenerator.render_embeddings`): for an image marked done the one
-        judged on target, else the one with the lowest fit loss measured (the starting
-        sample's, if no step improved on it); and a summary: ``steps`` taken, ``seconds``,
-        ``image_steps`` (images refined summed over steps), ``done`` (share of images
-        marked done), ``stalled`` (share stopped by ``refinement.patience``).
+        judged on target, else the one with the lowest fit loss measured over all its
+        starts (the starting sample's, if no step improved on it); and a summary: ``steps``
+        taken, ``seconds``, ``image_steps`` (images refined summed over steps), ``done``
+        (share of images marked done), ``stalled`` (share that stalled with no restart
+        left), ``restarts`` (fresh starts made, all images together).
 
     Raises:
         ConfigError: invalid targets, or a target count that is not one per latent.
@@ -82,14 +86,19 @@ def refine(
     if len(values) != len(z):
         raise ConfigError(f"got {len(values)} targets for {len(z)} latents")
     with torch.no_grad():
-        embedding = generator.embedding(values, z.to(generator.device))
-    embedding.requires_grad_(True)
-    optimizer = torch.optim.Adam([embedding], lr=refinement.lr)
-    kept = embedding.detach().clone()  # per image: the best embedding measured so far
-    best = torch.full((len(z),), math.inf)
+        start_embedding = generator.embedding(values, z.to(generator.device))
+    # one leaf per image, so that a restart can give one image a fresh Adam state
+    params = [row.clone().requires_grad_(True) for row in start_embedding]
+    optimizer = torch.optim.Adam(params, lr=refinement.lr)
+    kept = start_embedding.clone()  # per image: the best embedding measured so far
+    best = torch.full((len(z),), math.inf)  # the lowest loss over all starts
+    trail = best.clone()  # the lowest loss of the current start
     stale = torch.zeros(len(z), dtype=torch.long)
+    left = torch.full((len(z),), refinement.restarts, dtype=torch.long)
     active = torch.ones(len(z), dtype=torch.bool)
     finished = torch.zeros(len(z), dtype=torch.bool)
+    fresh = torch.Generator().manual_seed(int(seed))
+    groups = torch.unique(values.cpu(), dim=0, return_inverse=True)[1]  # images per target
     start, steps, image_steps = time.perf_counter(), 0, 0
     with torch.enable_grad():
         while steps < refinement.steps and bool(active.any()):
@@ -97,29 +106,39 @@ def refine(
                 break
             optimizer.zero_grad(set_to_none=True)
             rows = torch.nonzero(active).squeeze(1)
-            predictions, fits = [], []
+            predictions, fits, embeddings = [], [], []
             for chunk in rows.split(REFINE_CHUNK):
-                images = torch.sigmoid(generator.logits(embedding[chunk], refinement.size))
+                embedding = torch.stack([params[i] for i in chunk.tolist()])
+                images = torch.sigmoid(generator.logits(embedding, refinement.size))
                 prediction = classify(model, space, [images], refinement.classifier_size)
                 fit = fit_per_image(space, prediction, values[chunk], refinement.fit_loss)
                 fit.sum().backward()
                 predictions.append(_readable(prediction))
                 fits.append(fit.detach().cpu())
+                embeddings.append(embedding.detach())
             # judged on this step's images, before the step moves them
-            fit = torch.cat(fits)
-            improved = fit < best[rows] * (1.0 - IMPROVEMENT)
-            best[rows[improved]] = fit[improved]
-            kept[rows[improved]] = embedding.detach()[rows[improved]]
+            fit, current = torch.cat(fits), torch.cat(embeddings)
+            better = fit < best[rows]
+            best[rows[better]] = fit[better]
+            kept[rows[better]] = current[better]
+            improved = fit < trail[rows] * (1.0 - IMPROVEMENT)  # this start's own progress
+            trail[rows[improved]] = fit[improved]
             stale[rows] = torch.where(improved, 0, stale[rows] + 1)
             if done is not None:
-                marked = done(rows.cpu().numpy(), np.concatenate(predictions))
-                hit = rows[torch.from_numpy(np.asarray(marked, dtype=bool))]
-                kept[hit] = embedding.detach()[hit]
-                finished[hit] = True
+                marked = torch.from_numpy(np.asarray(done(rows.cpu().numpy(), np.concatenate(
+                    predictions)), dtype=bool))
+                kept[rows[marked]] = current[marked]
+                finished[rows[marked]] = True
             active &= ~finished
-            if refinement.patience:
-                active &= stale < refinement.patience
             optimizer.step()
+            if refinement.patience:
+                stalled = active & (stale >= refinement.patience)
+                # restarts go to targets that another image has proved reachable
+                again = stalled & (left > 0) & _reached_targets(groups, finished)
+                _restart(generator, values, params, optimizer, again, fresh)
+                stale[again], trail[again] = 0, math.inf
+                left[again] -= 1
+                active &= stale < refinement.patience
             steps += 1
             image_steps += len(rows)
             if progress is not None:
@@ -132,8 +151,36 @@ def refine(
         "stalled": float((stale >= refinement.patience).float().mean())
         if refinement.patience
         else 0.0,
+        "restarts": float((refinement.restarts - left).sum()),
     }
     return kept, summary
+
+
+def _reached_targets(groups: torch.Tensor, finished: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` whether some image with the same target as each image is on target."""
+    reached = torch.zeros(int(groups.max()) + 1, dtype=torch.bool)
+    reached[groups[finished]] = True
+    return reached[groups]
+
+
+def _restart(
+    generator: ConditionalGenerator,
+    values: torch.Tensor,
+    params: list[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    rows: torch.Tensor,
+    fresh: torch.Generator,
+) -> None:
+    """Give the images ``rows`` (a mask) the embeddings of fresh latents and new Adam states."""
+    picked = torch.nonzero(rows).squeeze(1)
+    if not len(picked):
+        return
+    with torch.no_grad():
+        z = generator.latents(len(picked), fresh)
+        embedding = generator.embedding(values[picked.to(values.device)], z)
+        for i, row in zip(picked.tolist(), embedding, strict=True):
+            params[i].copy_(row)
+            optimizer.state.pop(params[i], None)
 
 
 def embeddings(
@@ -145,6 +192,7 @@ def embeddings(
     refinement: Refinement | None = None,
     done: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     progress: Progress | None = None,
+    seed: int = 0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The embeddings to render for (target, latent) pairs: refined when asked, else drawn.
 
@@ -157,6 +205,7 @@ def embeddings(
             generator's own embeddings, as drawn.
         done: See :func:`refine`.
         progress: See :func:`refine`.
+        seed: See :func:`refine`.
 
     Returns:
         ``(N, embed_dim)`` embeddings and :func:`refine`'s summary (empty when not refined).
@@ -167,7 +216,9 @@ def embeddings(
     if refinement is not None and refinement.steps:
         if model is None:
             raise ConfigError("refining samples needs the classifier the generator trained with")
-        return refine(generator, model, targets, z, refinement, done=done, progress=progress)
+        return refine(
+            generator, model, targets, z, refinement, done=done, progress=progress, seed=seed
+        )
     with torch.no_grad():
         values = generator.space.as_tensor(targets, generator.device)
         return generator.embedding(values, z.to(generator.device)), {}

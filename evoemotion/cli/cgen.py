@@ -93,6 +93,14 @@ def _add_refine(parser: argparse.ArgumentParser, *, timed: bool = False) -> None
     )
     if timed:
         group.add_argument(
+            "--refine-restarts",
+            type=int,
+            default=Refinement.restarts,
+            help="an image that stops without reaching its target starts again from a fresh "
+            "latent, up to this many times, where another image has reached that target "
+            "(default: %(default)s)",
+        )
+        group.add_argument(
             "--refine-seconds",
             type=float,
             default=None,
@@ -118,6 +126,7 @@ def _refinement(
         lr=args.refine_lr,
         seconds=getattr(args, "refine_seconds", None),
         patience=args.refine_patience,
+        restarts=getattr(args, "refine_restarts", 0),
         size=size or train.train_size,
         classifier_size=classifier_size or train.classifier_size or int(model.input_size),
         fit_loss=train.fit_loss,
