@@ -7,7 +7,10 @@ and fills the same archive spec; the objective is ``confidence`` everywhere (DQD
 differentiable one). Archives: ``va`` (20 x 20), ``categorical`` (1,024 CVT cells) and
 ``per-class``. For each run it prints QD score, coverage, the best probability of every class
 over the archive's elites, evaluations and gradient evaluations, and ratios to iso-line and
-to random. Reference rows: pixel-space gradient ascent per class (a free 64 px image, Adam on
+to random. ``--algorithms ...,descent`` adds per-target descent (one genome per cell, Adam
+towards the cell's centre through the same renderer and classifier, every image archived:
+gradient search without QD) on ``va`` and ``categorical``. Reference rows: pixel-space
+gradient ascent per class (a free 64 px image, Adam on
 the class probability: the most the classifier can be pushed to at that size) and each
 class's 99th-percentile probability over real Emotion6 images (``--real`` of them, when the
 data is there). Targets on a 2-core CPU: va coverage >= 2x iso-line's, categorical QD >= 2x
@@ -19,7 +22,7 @@ machine (what a GPU, where the backward passes are cheap, would see more of).
 
     python benchmarks/dqd.py [--seconds 300 | --evaluations N] [--seeds 2]
         [--archives va,categorical,per-class]
-        [--algorithms cma-mega,omg-mega,iso-line,random] [--sigma 1.0] [--lr 1.0]
+        [--algorithms cma-mega,omg-mega,iso-line,random,descent] [--sigma 1.0] [--lr 1.0]
         [--device cpu|cuda]
 """
 
@@ -80,6 +83,64 @@ def run_for(seconds: float, algorithm: str, options: dict, *, genotype, spec, ev
             "seconds": elapsed}
 
 
+def cell_centres(spec) -> np.ndarray:
+    """Every cell's centre in measure space: grid cell midpoints or the CVT centroids."""
+    if spec.centroids is not None:
+        return np.asarray(spec.centroids, dtype=np.float64)
+    axes = [lo + (np.arange(n) + 0.5) * (hi - lo) / n
+            for n, (lo, hi) in zip(spec.dims, spec.ranges, strict=True)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
+
+
+def run_descent(seconds: float, *, genotype, spec, scorer, render_size: int, seed: int,
+                evaluations: int = 0, lr: float = 0.05, chunk: int = 64) -> dict:
+    """Per-target descent, the reference of gradient search without QD: one random genome
+    per archive cell, each moved by Adam towards its cell's centre (squared distance of the
+    measures, through the torch renderer, the 8-bit rounding passed straight through, and
+    the classifier), clipped into the genome bounds; every image of every step goes into an
+    archive of the spec, as a search's would. Stops as :func:`run_for` does."""
+    from evoemotion.render.differentiable import render_torch
+    from evoemotion.scoring import Outputs
+    from evoemotion.search.archive_search import add_rows
+
+    archive = spec.build_archive(solution_dim=int(genotype.solution_dim), seed=seed)
+    targets = torch.from_numpy(cell_centres(spec))
+    start = genotype.random(np.random.default_rng(seed), len(targets))
+    genomes = torch.tensor(np.asarray(start), dtype=torch.float32, requires_grad=True)
+    low, high = (torch.tensor(b, dtype=torch.float32) for b in zip(*genotype.bounds, strict=True))
+    optimiser = torch.optim.Adam([genomes], lr=lr)
+    frozen = [p for m in scorer.models for p in m.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    begin, done, steps = time.perf_counter(), 0, 0
+    try:
+        while not steps or (done < evaluations if evaluations
+                            else time.perf_counter() - begin < seconds):
+            optimiser.zero_grad()
+            for rows in torch.arange(len(targets)).split(chunk):
+                images = render_torch(genotype, genomes[rows], render_size)
+                images = images + (torch.floor(images * 255 + 0.5) / 255 - images).detach()
+                out = scorer.forward(images.to(scorer.device))
+                _, measures = spec.rows(out)
+                ((measures[:, 0].cpu() - targets[rows]) ** 2).sum().backward()
+                placement = spec.objective_and_measures(
+                    Outputs({k: v.detach().cpu().numpy() for k, v in out.items()}))
+                add_rows(archive, genomes[rows].detach().double().numpy(), placement)
+            done += len(targets)
+            steps += 1
+            optimiser.step()
+            with torch.no_grad():
+                genomes.copy_(torch.maximum(torch.minimum(genomes, high), low))
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    data = archive.data()
+    classes = [spec.output_names.index(c) for c in scorer.class_names]
+    return {"qd": float(archive.stats.qd_score), "coverage": float(archive.stats.coverage),
+            "best": data["outputs"][:, classes].max(axis=0), "evaluations": done,
+            "gradients": done, "iterations": steps, "seconds": time.perf_counter() - begin}
+
+
 def pixel_ascent(scorer: Scorer, size: int, steps: int) -> np.ndarray:
     """Best class probability reached by Adam on free images (one per class)."""
     k = len(scorer.class_names)
@@ -122,7 +183,9 @@ def main() -> None:
                         "once it has evaluated this many genomes (gradient points included)")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per algorithm")
     parser.add_argument("--archives", default="va,categorical,per-class")
-    parser.add_argument("--algorithms", default="cma-mega,omg-mega,iso-line,random")
+    parser.add_argument("--algorithms", default="cma-mega,omg-mega,iso-line,random",
+                        help="comma-separated: cma-mega, cma-maega, omg-mega, iso-line, "
+                        "random, descent (per-target descent; not on per-class)")
     parser.add_argument("--batch-size", type=int, default=64, help="genomes per iteration")
     parser.add_argument("--emitters", type=int, default=DQD_DEFAULTS["emitters"],
                         help="DQD emitters")
@@ -156,12 +219,24 @@ def main() -> None:
     for kind in args.archives.split(","):
         spec = make_archive_spec(kind, class_names=names, regression_names=scorer.regression_names,
                                  scales=scorer.scales, objective="confidence", cells=CELLS[kind])
-        for label in args.algorithms.split(","):  # untimed: torch/oneDNN set-up per shape
-            algorithm, options = table[label]
-            run_for(0.0, algorithm, options, genotype=genotype, spec=spec, evaluator=evaluator,
-                    batch_size=args.batch_size, seed=99)
+        labels = [label for label in args.algorithms.split(",")
+                  if label != "descent" or kind != "per-class"]  # per-class: ascent rows below
+        for label in labels:  # untimed: torch/oneDNN set-up per shape
+            if label == "descent":
+                run_descent(0.0, genotype=genotype, spec=spec, scorer=scorer,
+                            render_size=args.render_size, seed=99)
+            else:
+                algorithm, options = table[label]
+                run_for(0.0, algorithm, options, genotype=genotype, spec=spec,
+                        evaluator=evaluator, batch_size=args.batch_size, seed=99)
         results = {}
-        for label in args.algorithms.split(","):
+        for label in labels:
+            if label == "descent":
+                results[label] = [run_descent(args.seconds, genotype=genotype, spec=spec,
+                                              scorer=scorer, render_size=args.render_size,
+                                              seed=seed, evaluations=args.evaluations)
+                                  for seed in range(args.seeds)]
+                continue
             algorithm, options = table[label]
             results[label] = [run_for(args.seconds, algorithm, options, genotype=genotype,
                                       spec=spec, evaluator=evaluator,
