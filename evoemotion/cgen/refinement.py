@@ -158,7 +158,7 @@ def refine(
 
 def _reached_targets(groups: torch.Tensor, finished: torch.Tensor) -> torch.Tensor:
     """``(N,)`` whether some image with the same target as each image is on target."""
-    reached = torch.zeros(int(groups.max()) + 1, dtype=torch.bool)
+    reached = torch.zeros(len(groups), dtype=torch.bool)  # group ids are < len(groups)
     reached[groups[finished]] = True
     return reached[groups]
 
