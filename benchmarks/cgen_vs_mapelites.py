@@ -20,7 +20,8 @@ Every method gets the same wall-clock budget on the same classifier, scoring res
   (:func:`evoemotion.cgen.refine`: every cell's images refined through the classifier
   until they are on target, the steps run out or the budget is spent; a stalled image
   starts again from a fresh latent, ``--refine-restarts`` times, where another image has
-  reached its cell): the
+  reached its cell; every start the best of ``--refine-candidates`` latents; at most
+  ``--refine-width`` images stepped at a time, those nearest their targets first): the
   ``cgen trained + refined`` row, charged its training and its refinement.
 
 Printed: per method the work done, seconds, coverage; for the generator the cells reached,
@@ -39,6 +40,7 @@ rows of methods run at the same time in other processes.
     python benchmarks/cgen_vs_mapelites.py [--budget 240] [--cells 10] [--seed 0]
         [--methods map-elites,dqd,random,cgen] [--classifier default] [--latents 4]
         [--refine-steps 60] [--refine-share 0.5] [--refine-restarts 10]
+        [--refine-candidates 4] [--refine-width 64]
 """
 
 from __future__ import annotations
@@ -141,6 +143,8 @@ def run_generator(model, spec, scorer, args, out: Path) -> dict:
     if args.refine_steps:
         refinement = Refinement(steps=args.refine_steps, lr=args.refine_lr,
                                 restarts=args.refine_restarts,
+                                candidates=args.refine_candidates,
+                                width=args.refine_width,
                                 seconds=args.budget - seconds, size=args.render_size,
                                 classifier_size=args.score_size)
         start = time.perf_counter()
@@ -244,6 +248,12 @@ def main() -> None:
     parser.add_argument("--refine-restarts", type=int, default=Refinement.restarts,
                         help="fresh starts of a stalled image whose cell another image has "
                         "reached (default: %(default)s)")
+    parser.add_argument("--refine-candidates", type=int, default=Refinement.candidates,
+                        help="latents screened (scored once) for each start of a refined "
+                        "image; the best is refined (default: %(default)s)")
+    parser.add_argument("--refine-width", type=int, default=Refinement.width,
+                        help="images refined at a time, nearest their targets first "
+                        "(default: %(default)s)")
     parser.add_argument("--device", default="auto", help="torch device")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -302,7 +302,9 @@ def test_saturation_penalty_pulls_colours_off_the_sigmoids_flat_ends(classifier)
 
 
 def _refinement(**options) -> Refinement:
-    return Refinement(**{"size": SIZE, "classifier_size": SIZE, "lr": 0.1, **options})
+    # one candidate: each image starts from its own latent, as the tests below follow it
+    return Refinement(**{"size": SIZE, "classifier_size": SIZE, "lr": 0.1, "candidates": 1,
+                         **options})
 
 
 def test_refinement_brings_samples_onto_their_targets(classifier, scorer):
@@ -313,7 +315,8 @@ def test_refinement_brings_samples_onto_their_targets(classifier, scorer):
                        refinement=_refinement(steps=25))
     assert refined.summary()["mae"] < 0.6 * plain.summary()["mae"]
     assert refined.reached.sum() > plain.reached.sum()
-    assert 0 < refined.refined["steps"] <= 25
+    info = refined.refined  # at most 25 steps per start, each of 16 images and each restart
+    assert 0 < info["image_steps"] <= 25 * (16 + info["restarts"])
     assert refined.summary()["refine_image_steps"] == refined.refined["image_steps"]
     assert all(torch.equal(a, b) for a, b in zip(weights, generator.parameters(), strict=True))
     assert plain.refined == {}
@@ -401,6 +404,57 @@ def test_stalled_images_restart_from_fresh_latents_where_a_sibling_hit(classifie
     torch.testing.assert_close(without, start, atol=1e-6, rtol=0)
 
 
+def test_every_start_is_the_best_of_its_candidate_latents(classifier):
+    generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
+    targets = np.array([[3.0, 7.0], [8.0, 2.0], [5.0, 5.0]])
+    z = generator.latents(3, seed=1)
+    values = generator.space.as_tensor(targets)
+
+    def loss(embedding: torch.Tensor, aims: torch.Tensor) -> torch.Tensor:
+        images = torch.sigmoid(generator.logits(embedding, SIZE))
+        prediction = classify(classifier, generator.space, [images], SIZE)
+        return fit_per_image(generator.space, prediction, aims, "distance").detach()
+
+    # lr 1e-9 and one step: the kept embedding is the start itself
+    kept, _ = refine(generator, classifier, targets, z,
+                     _refinement(steps=1, lr=1e-9, candidates=3), seed=5)
+    fresh = generator.latents(6, torch.Generator().manual_seed(5)).reshape(3, 2, -1)
+    with torch.no_grad():
+        candidates = generator.embedding(
+            values.repeat_interleave(3, dim=0), torch.cat([z[:, None], fresh], 1).flatten(0, 1)
+        ).reshape(3, 3, -1)
+    losses = loss(candidates.flatten(0, 1), values.repeat_interleave(3, dim=0)).reshape(3, 3)
+    assert len(set(losses.flatten().tolist())) == 9  # nine different images
+    best = losses.argmin(dim=1)
+    assert (best != 0).any()  # some image starts away from its own latent
+    torch.testing.assert_close(kept, candidates[torch.arange(3), best], atol=1e-6, rtol=0)
+    single, _ = refine(generator, classifier, targets, z,
+                       _refinement(steps=1, lr=1e-9, candidates=1), seed=5)
+    torch.testing.assert_close(single, candidates[:, 0], atol=1e-6, rtol=0)
+
+
+def test_a_narrow_refinement_steps_the_images_nearest_their_targets_first(classifier):
+    generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
+    targets = np.array([[3.0, 7.0], [8.0, 2.0], [5.0, 5.0]])
+    stepped: list[int] = []
+
+    def record(rows: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        stepped.extend(rows.tolist())
+        return np.zeros(len(rows), dtype=bool)
+
+    options = _refinement(steps=2, lr=1e-9, patience=0, candidates=2, width=1)
+    kept, info = refine(generator, classifier, targets, generator.latents(3, seed=1), options,
+                        done=record)
+    images = torch.sigmoid(generator.logits(kept, SIZE))
+    prediction = classify(classifier, generator.space, [images], SIZE)
+    losses = fit_per_image(generator.space, prediction, generator.space.as_tensor(targets),
+                           "distance").detach()
+    order = torch.argsort(losses).tolist()
+    # one image per pass, each its 2 steps, the lowest screened loss first
+    assert stepped == [i for i in order for _ in range(2)]
+    assert info["steps"] == 6 and info["image_steps"] == 6 and info["screened"] == 6
+
+
 def test_refined_embeddings_render_like_the_network_draws_them(classifier):
     generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
     z = generator.latents(2, seed=3)
@@ -414,7 +468,8 @@ def test_refined_embeddings_render_like_the_network_draws_them(classifier):
 
 def test_bad_refinement_options_are_config_errors(classifier):
     for bad in ({"steps": -1}, {"lr": 0.0}, {"seconds": -1.0}, {"size": 4}, {"patience": -1},
-                {"restarts": -1}, {"fit_loss": "l1"}):
+                {"restarts": -1}, {"candidates": 0}, {"width": 0},
+                {"fit_loss": "l1"}):
         with pytest.raises(ConfigError, match="refinement option"):
             Refinement(**bad)
     generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
@@ -564,11 +619,15 @@ def test_cli_train_resume_sample_evaluate(classifier, tmp_path, capsys):
     assert "on-target images per cell" in out and "reached_distinct" in out
     assert main(["cgen", "evaluate", str(gen), "--cells", "3", "--latents", "2", "--size", "16",
                  "--score-size", "32", "--json", str(summary), "--device", "cpu",
-                 "--refine", "2", "--refine-lr", "0.2", "--refine-restarts", "3"]) == 0
+                 "--refine", "2", "--refine-lr", "0.2", "--refine-restarts", "3",
+                 "--refine-candidates", "2", "--refine-width", "4"]) == 0
     refined = json.loads(summary.read_text())
     assert refined["refinement"]["steps"] == 2 and refined["refinement"]["lr"] == 0.2
-    assert refined["refinement"]["restarts"] == 3 and "refine_restarts" in refined["summary"]
-    assert 1 <= refined["summary"]["refine_steps"] <= 2
+    assert refined["refinement"]["restarts"] == 3 and refined["refinement"]["width"] == 4
+    done = refined["summary"]  # 18 images, at most 2 steps per start, at most 4 per pass
+    assert done["refine_image_steps"] <= 2 * (18 + done["refine_restarts"])
+    assert done["refine_image_steps"] <= 4 * done["refine_steps"]
+    assert done["refine_screened"] == 2 * (18 + done["refine_restarts"])
     assert main(["cgen", "sample", str(gen), "--target", "7,3", "--count", "2", "--size", "16",
                  "-o", str(tmp_path / "refined.png"), "--device", "cpu", "--refine", "2"]) == 0
     assert "each image refined 2 steps" in capsys.readouterr().out

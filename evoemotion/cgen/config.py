@@ -204,7 +204,7 @@ class Refinement:
     """Options of test-time refinement (:func:`evoemotion.cgen.refinement.refine`).
 
     Args:
-        steps: Adam steps per image (0: no refinement).
+        steps: Adam steps per image and start (0: no refinement).
         lr: Adam learning rate on the embedding (its entries lie in about [-1, 1]).
         seconds: Stop after the step that passes this much wall-clock (``None``: no limit).
         patience: An image stalls once this many steps in a row have not lowered its loss
@@ -215,6 +215,14 @@ class Refinement:
             :func:`~evoemotion.cgen.refinement.refine`; the target is then known to be
             reachable, and more images of it are wanted); it stops when it stalls
             otherwise. The best image over all its starts is kept.
+        candidates: Every start (the first and each restart) is the best of this many
+            latents: their images are drawn and scored once, without gradients, and the
+            one with the lowest fit loss is refined (the image's own latent is the first
+            candidate of its first start). 1: the latent as drawn.
+        width: At most this many images take a step at a time (one pass); the others
+            wait, those with the lowest fit loss going first (an image not yet stepped
+            since its start: its screened loss, 0 with one candidate), so that under a
+            time limit the steps go to the images nearest their targets.
         size: Side at which the images are drawn while refining (as training draws them).
         classifier_size: Side the classifier sees.
         fit_loss: The fit loss (see :class:`~evoemotion.cgen.config.GeneratorTrainConfig`).
@@ -228,6 +236,8 @@ class Refinement:
     seconds: float | None = None
     patience: int = 5
     restarts: int = 10
+    candidates: int = 8
+    width: int = 32
     size: int = 64
     classifier_size: int = 128
     fit_loss: str = "distance"
@@ -242,6 +252,8 @@ class Refinement:
                 "seconds": self.seconds is None or self.seconds >= 0,
                 "patience": self.patience >= 0,
                 "restarts": self.restarts >= 0,
+                "candidates": self.candidates >= 1,
+                "width": self.width >= 1,
                 "size": self.size >= 8,
                 "classifier_size": self.classifier_size >= 8,
                 "fit_loss": self.fit_loss in FIT_LOSSES,

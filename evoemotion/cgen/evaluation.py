@@ -225,7 +225,7 @@ def evaluate(
             (e.g. a run's, to compare with it cell for cell); default the ``va``/``vad``
             archive of ``cells`` bins per axis. Its kind must be the generator's.
         progress: Reports stage ``"evaluate"`` in images after each scored chunk (and
-            ``"refine"`` in steps when refining).
+            ``"refine"`` in image steps when refining).
         refinement: Refine every image first (:func:`~evoemotion.cgen.refinement.refine`, with
             the scorer's first model), each image stopping once it is on target by this
             evaluation's own test (its restarts, seeded from ``seed``, go to the targets

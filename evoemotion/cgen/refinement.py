@@ -10,7 +10,9 @@ refined on its own (the loss is a sum over images, and Adam's steps are per coor
 starting from its own sample, so the latents' different pictures stay different pictures.
 An image stops when it is on target (the caller's ``done`` test), or when ``patience``
 steps in a row have not lowered its loss (a target beyond what the classifier gives it,
-from where it started); with ``restarts`` it then starts again from a fresh latent.
+from where it started); with ``restarts`` it then starts again from a fresh latent. With
+``candidates``, every start is the best of that many latents, their images scored once
+without gradients: a cheap screen that spends the gradient steps on promising starts.
 
 A refined image is still a plain CPPN (:meth:`ConditionalCPPN.programs
 <evoemotion.cgen.network.ConditionalCPPN.programs>`): it renders at any resolution, with
@@ -66,7 +68,7 @@ def refine(
             class probabilities); images it marks True are final and refined no further
             (e.g. those already inside their target cell). ``None``: every image takes
             every step.
-        progress: Reports stage ``"refine"`` in steps.
+        progress: Reports stage ``"refine"`` in image steps.
         seed: Seeds the fresh latents of restarts (:attr:`Refinement.restarts`).
 
     Returns:
@@ -74,9 +76,11 @@ def refine(
         :meth:`ConditionalGenerator.render_embeddings`): for an image marked done the one
         judged on target, else the one with the lowest fit loss measured over all its
         starts (the starting sample's, if no step improved on it); and a summary: ``steps``
-        taken, ``seconds``, ``image_steps`` (images refined summed over steps), ``done``
+        (passes made, each stepping up to :attr:`Refinement.width` images), ``seconds``,
+        ``image_steps`` (images refined summed over the passes), ``done``
         (share of images marked done), ``stalled`` (share that stalled with no restart
-        left), ``restarts`` (fresh starts made, all images together).
+        left), ``restarts`` (fresh starts made, all images together), ``screened``
+        (candidate images scored to choose the starts; 0 with one candidate).
 
     Raises:
         ConfigError: invalid targets, or a target count that is not one per latent.
@@ -85,8 +89,9 @@ def refine(
     values = space.as_tensor(targets, generator.device)
     if len(values) != len(z):
         raise ConfigError(f"got {len(values)} targets for {len(z)} latents")
-    with torch.no_grad():
-        start_embedding = generator.embedding(values, z.to(generator.device))
+    fresh = torch.Generator().manual_seed(int(seed))
+    start = time.perf_counter()  # the screening of the first starts counts too
+    start_embedding, priority = _screened(generator, model, values, refinement, fresh, z)
     # one leaf per image, so that a restart can give one image a fresh Adam state
     params = [row.clone().requires_grad_(True) for row in start_embedding]
     optimizer = torch.optim.Adam(params, lr=refinement.lr)
@@ -94,18 +99,19 @@ def refine(
     best = torch.full((len(z),), math.inf)  # the lowest loss over all starts
     trail = best.clone()  # the lowest loss of the current start
     stale = torch.zeros(len(z), dtype=torch.long)
+    taken = torch.zeros(len(z), dtype=torch.long)  # steps of the current start
     left = torch.full((len(z),), refinement.restarts, dtype=torch.long)
     active = torch.ones(len(z), dtype=torch.bool)
     finished = torch.zeros(len(z), dtype=torch.bool)
-    fresh = torch.Generator().manual_seed(int(seed))
     groups = torch.unique(values.cpu(), dim=0, return_inverse=True)[1]  # images per target
-    start, steps, image_steps = time.perf_counter(), 0, 0
+    active &= taken < refinement.steps
+    steps, image_steps = 0, 0
     with torch.enable_grad():
-        while steps < refinement.steps and bool(active.any()):
+        while bool(active.any()):
             if refinement.seconds is not None and time.perf_counter() - start >= refinement.seconds:
                 break
             optimizer.zero_grad(set_to_none=True)
-            rows = torch.nonzero(active).squeeze(1)
+            rows = _next_rows(active, trail, priority, refinement.width)
             predictions, fits, embeddings = [], [], []
             for chunk in rows.split(REFINE_CHUNK):
                 embedding = torch.stack([params[i] for i in chunk.tolist()])
@@ -125,24 +131,29 @@ def refine(
             trail[rows[improved]] = fit[improved]
             stale[rows] = torch.where(improved, 0, stale[rows] + 1)
             if done is not None:
-                marked = torch.from_numpy(np.asarray(done(rows.cpu().numpy(), np.concatenate(
-                    predictions)), dtype=bool))
+                marked = torch.from_numpy(
+                    np.asarray(done(rows.cpu().numpy(), np.concatenate(predictions)), dtype=bool)
+                )
                 kept[rows[marked]] = current[marked]
                 finished[rows[marked]] = True
             active &= ~finished
-            optimizer.step()
+            optimizer.step()  # moves the stepped images only: the others have no gradient
+            taken[rows] += 1
             if refinement.patience:
                 stalled = active & (stale >= refinement.patience)
                 # restarts go to targets that another image has proved reachable
                 again = stalled & (left > 0) & _reached_targets(groups, finished)
-                _restart(generator, values, params, optimizer, again, fresh)
-                stale[again], trail[again] = 0, math.inf
+                _restart(
+                    generator, model, values, refinement, params, optimizer, again, fresh, priority
+                )
+                stale[again], trail[again], taken[again] = 0, math.inf, 0
                 left[again] -= 1
                 active &= stale < refinement.patience
+            active &= taken < refinement.steps
             steps += 1
             image_steps += len(rows)
             if progress is not None:
-                progress("refine", 1, refinement.steps, None)
+                progress("refine", len(rows), len(z) * refinement.steps, None)
     summary = {
         "steps": float(steps),
         "seconds": time.perf_counter() - start,
@@ -153,6 +164,8 @@ def refine(
         else 0.0,
         "restarts": float((refinement.restarts - left).sum()),
     }
+    starts = len(z) + summary["restarts"]
+    summary["screened"] = starts * refinement.candidates if refinement.candidates > 1 else 0.0
     return kept, summary
 
 
@@ -165,22 +178,79 @@ def _reached_targets(groups: torch.Tensor, finished: torch.Tensor) -> torch.Tens
 
 def _restart(
     generator: ConditionalGenerator,
+    model: Any,
     values: torch.Tensor,
+    refinement: Refinement,
     params: list[torch.Tensor],
     optimizer: torch.optim.Optimizer,
     rows: torch.Tensor,
     fresh: torch.Generator,
+    priority: torch.Tensor,
 ) -> None:
-    """Give the images ``rows`` (a mask) the embeddings of fresh latents and new Adam states."""
+    """Give the images ``rows`` (a mask) the embeddings of fresh latents (screened, see
+    :func:`_screened`; their ``priority`` becomes the screened loss) and new Adam states."""
     picked = torch.nonzero(rows).squeeze(1)
     if not len(picked):
         return
+    embedding, fits = _screened(
+        generator, model, values[picked.to(values.device)], refinement, fresh
+    )
+    priority[picked] = fits
     with torch.no_grad():
-        z = generator.latents(len(picked), fresh)
-        embedding = generator.embedding(values[picked.to(values.device)], z)
         for i, row in zip(picked.tolist(), embedding, strict=True):
             params[i].copy_(row)
             optimizer.state.pop(params[i], None)
+
+
+def _screened(
+    generator: ConditionalGenerator,
+    model: Any,
+    values: torch.Tensor,
+    refinement: Refinement,
+    fresh: torch.Generator,
+    z: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Start embeddings for images of targets ``values``: per image, of
+    :attr:`Refinement.candidates` latents (``z``'s row first where given, the rest drawn
+    from ``fresh``), the one whose image has the lowest fit loss.
+
+    Returns:
+        ``(N, embed_dim)`` embeddings (no gradient) and ``(N,)`` their fit losses on the
+        CPU (zeros with one candidate: not scored).
+    """
+    count, n = refinement.candidates, len(values)
+    new = count - (z is not None)
+    drawn = generator.latents(n * new, fresh).reshape(n, new, generator.latent_dim)
+    if z is not None:
+        drawn = torch.cat([z.to(generator.device)[:, None], drawn], dim=1)
+    with torch.no_grad():
+        embedding = generator.embedding(
+            values.repeat_interleave(count, dim=0), drawn.reshape(n * count, -1)
+        )
+        if count == 1:
+            return embedding, torch.zeros(n)
+        fits = []
+        for chunk in torch.arange(n * count, device=embedding.device).split(REFINE_CHUNK):
+            images = torch.sigmoid(generator.logits(embedding[chunk], refinement.size))
+            prediction = classify(model, generator.space, [images], refinement.classifier_size)
+            fit = fit_per_image(
+                generator.space, prediction, values[chunk // count], refinement.fit_loss
+            )
+            fits.append(fit)
+        least, best = torch.cat(fits).reshape(n, count).min(dim=1)
+    return embedding.reshape(n, count, -1)[torch.arange(n, device=best.device), best], least.cpu()
+
+
+def _next_rows(
+    active: torch.Tensor, trail: torch.Tensor, priority: torch.Tensor, width: int
+) -> torch.Tensor:
+    """The (at most ``width``) active images that take the next step: the lowest losses
+    first, the loss of an image not yet stepped since its start being its ``priority``."""
+    rows = torch.nonzero(active).squeeze(1)
+    if len(rows) <= width:
+        return rows
+    losses = torch.where(torch.isfinite(trail[rows]), trail[rows], priority[rows])
+    return rows[torch.argsort(losses, stable=True)[:width]].sort().values
 
 
 def embeddings(

@@ -91,6 +91,14 @@ def _add_refine(parser: argparse.ArgumentParser, *, timed: bool = False) -> None
         help="an image stops once this many steps in a row have not lowered its loss, "
         "0 = never (default: %(default)s)",
     )
+    group.add_argument(
+        "--refine-candidates",
+        type=int,
+        default=Refinement.candidates,
+        help="each image starts from the best of this many latents (scored once, no "
+        "gradient; its own latent among them), as does each restart; 1 = the latent as "
+        "drawn (default: %(default)s)",
+    )
     if timed:
         group.add_argument(
             "--refine-restarts",
@@ -99,6 +107,13 @@ def _add_refine(parser: argparse.ArgumentParser, *, timed: bool = False) -> None
             help="an image that stops without reaching its target starts again from a fresh "
             "latent, up to this many times, where another image has reached that target "
             "(default: %(default)s)",
+        )
+        group.add_argument(
+            "--refine-width",
+            type=int,
+            default=Refinement.width,
+            help="images stepped at a time, those nearest their targets first, the others "
+            "waiting (default: %(default)s)",
         )
         group.add_argument(
             "--refine-seconds",
@@ -127,6 +142,8 @@ def _refinement(
         seconds=getattr(args, "refine_seconds", None),
         patience=args.refine_patience,
         restarts=getattr(args, "refine_restarts", 0),
+        candidates=args.refine_candidates,
+        width=getattr(args, "refine_width", Refinement.width),
         size=size or train.train_size,
         classifier_size=classifier_size or train.classifier_size or int(model.input_size),
         fit_loss=train.fit_loss,
