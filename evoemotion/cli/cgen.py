@@ -76,7 +76,8 @@ def _add_refine(parser: argparse.ArgumentParser, *, timed: bool = False) -> None
         type=int,
         default=0,
         metavar="STEPS",
-        help="refinement steps per image, 0 = the samples as drawn (default: %(default)s)",
+        help="refinement steps per image (and per restart), 0 = the samples as drawn "
+        "(default: %(default)s)",
     )
     group.add_argument(
         "--refine-lr",
