@@ -40,7 +40,7 @@ rows of methods run at the same time in other processes.
     python benchmarks/cgen_vs_mapelites.py [--budget 240] [--cells 10] [--seed 0]
         [--methods map-elites,dqd,random,cgen] [--classifier default] [--latents 4]
         [--refine-steps 60] [--refine-share 0.5] [--refine-restarts 10]
-        [--refine-candidates 4] [--refine-width 64]
+        [--refine-candidates 8] [--refine-width 32]
 """
 
 from __future__ import annotations

@@ -23,3 +23,12 @@ def test_bars_open_one_bar_per_stage_and_count_increments(capsys):
         assert bars.bar is not first and bars.bar.unit == "epoch" and bars.bar.n == 1
     assert bars.bar is None
     assert "features" in capsys.readouterr().err
+
+
+def test_a_bar_takes_the_latest_total_of_its_stage():
+    with Bars() as bars:
+        bars("refine", 4, 20, None)
+        bars("refine", 4, 12, None)  # images finished early: fewer steps are left
+        assert (bars.bar.n, bars.bar.total) == (8, 12)
+        bars("refine", 4, 30, None)  # restarts: more steps are left
+        assert (bars.bar.n, bars.bar.total) == (12, 30)

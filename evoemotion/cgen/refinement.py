@@ -85,8 +85,7 @@ def refine(
     Raises:
         ConfigError: invalid targets, or a target count that is not one per latent.
     """
-    space = generator.space
-    values = space.as_tensor(targets, generator.device)
+    values = generator.space.as_tensor(targets, generator.device)
     if len(values) != len(z):
         raise ConfigError(f"got {len(values)} targets for {len(z)} latents")
     fresh = torch.Generator().manual_seed(int(seed))
@@ -101,10 +100,9 @@ def refine(
     stale = torch.zeros(len(z), dtype=torch.long)
     taken = torch.zeros(len(z), dtype=torch.long)  # steps of the current start
     left = torch.full((len(z),), refinement.restarts, dtype=torch.long)
-    active = torch.ones(len(z), dtype=torch.bool)
+    active = torch.full((len(z),), refinement.steps > 0)
     finished = torch.zeros(len(z), dtype=torch.bool)
     groups = torch.unique(values.cpu(), dim=0, return_inverse=True)[1]  # images per target
-    active &= taken < refinement.steps
     steps, image_steps = 0, 0
     with torch.enable_grad():
         while bool(active.any()):
@@ -115,9 +113,7 @@ def refine(
             predictions, fits, embeddings = [], [], []
             for chunk in rows.split(REFINE_CHUNK):
                 embedding = torch.stack([params[i] for i in chunk.tolist()])
-                images = torch.sigmoid(generator.logits(embedding, refinement.size))
-                prediction = classify(model, space, [images], refinement.classifier_size)
-                fit = fit_per_image(space, prediction, values[chunk], refinement.fit_loss)
+                prediction, fit = _fit(generator, model, embedding, values[chunk], refinement)
                 fit.sum().backward()
                 predictions.append(_readable(prediction))
                 fits.append(fit.detach().cpu())
@@ -153,7 +149,9 @@ def refine(
             steps += 1
             image_steps += len(rows)
             if progress is not None:
-                progress("refine", len(rows), len(z) * refinement.steps, None)
+                # the total: steps made, and the most the current starts have left
+                left_now = int((refinement.steps - taken)[active].sum())
+                progress("refine", len(rows), image_steps + left_now, None)
     summary = {
         "steps": float(steps),
         "seconds": time.perf_counter() - start,
@@ -209,7 +207,7 @@ def _screened(
     refinement: Refinement,
     fresh: torch.Generator,
     z: torch.Tensor | None = None,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Start embeddings for images of targets ``values``: per image, of
     :attr:`Refinement.candidates` latents (``z``'s row first where given, the rest drawn
     from ``fresh``), the one whose image has the lowest fit loss.
@@ -229,16 +227,26 @@ def _screened(
         )
         if count == 1:
             return embedding, torch.zeros(n)
-        fits = []
-        for chunk in torch.arange(n * count, device=embedding.device).split(REFINE_CHUNK):
-            images = torch.sigmoid(generator.logits(embedding[chunk], refinement.size))
-            prediction = classify(model, generator.space, [images], refinement.classifier_size)
-            fit = fit_per_image(
-                generator.space, prediction, values[chunk // count], refinement.fit_loss
-            )
-            fits.append(fit)
+        fits = [
+            _fit(generator, model, embedding[chunk], values[chunk // count], refinement)[1]
+            for chunk in torch.arange(n * count, device=embedding.device).split(REFINE_CHUNK)
+        ]
         least, best = torch.cat(fits).reshape(n, count).min(dim=1)
     return embedding.reshape(n, count, -1)[torch.arange(n, device=best.device), best], least.cpu()
+
+
+def _fit(
+    generator: ConditionalGenerator,
+    model: Any,
+    embedding: torch.Tensor,
+    targets: torch.Tensor,
+    refinement: Refinement,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The classifier's outputs (:func:`classify`) for the images of ``embedding`` drawn at
+    the refinement's sizes, and their ``(n,)`` fit losses towards ``targets``."""
+    images = torch.sigmoid(generator.logits(embedding, refinement.size))
+    prediction = classify(model, generator.space, [images], refinement.classifier_size)
+    return prediction, fit_per_image(generator.space, prediction, targets, refinement.fit_loss)
 
 
 def _next_rows(

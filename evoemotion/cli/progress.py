@@ -40,6 +40,8 @@ class Bars:
                 dynamic_ncols=True,
             )
             self.stage = stage
+        elif total != self.bar.total:  # a stage whose total is known better as it goes
+            self.bar.total = total
         self.bar.update(advance)
         if info:
             self.bar.set_postfix(info, refresh=False)
