@@ -266,7 +266,8 @@ def test_va_training_lowers_the_loss_and_hits_targets_better(classifier, scorer)
 def test_categorical_training_raises_the_target_probability(classifier, scorer):
     trainer = _trainer(classifier, "categorical", crops=2)
     before = _evaluate_categorical(trainer.generator, scorer)
-    train(trainer, 30)
+    # 60 steps: at 30 the gain (0.15-0.27 over seeds 0-3) depended on the CPU's rounding
+    train(trainer, 60)
     after = _evaluate_categorical(trainer.generator, scorer)
     assert after["target_prob"] > before["target_prob"] + 0.2
     assert after["reached"] >= before["reached"]

@@ -7,6 +7,7 @@ import colorsys
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -67,6 +68,27 @@ def test_exp_log_atan2_approximations_are_accurate():
     y, x = rng0.uniform(-5, 5, (2, 100_000)).astype(np.float32)
     exact = np.arctan2(y.astype(np.float64), x) / np.pi
     assert np.abs(ref.fatan2pi(y, x) - exact).max() < 1e-6
+
+
+def test_gaussian_tails_stay_out_of_the_subnormal_range():
+    # subnormal floats make x86 arithmetic ~100x slower: every gauss, Numba's (through the
+    # reference it matches), the torch renderer's and the generator's, stops at exp(-40)
+    from evoemotion.cgen.network import _IN_PLACE, ACTIVATIONS
+    from evoemotion.render.differentiable import _ACTIVATIONS
+
+    x = np.linspace(-1e3, 1e3, 200_001).astype(np.float32)
+    tiny = np.finfo(np.float32).tiny
+    t = torch.from_numpy(x)
+    outputs = {
+        "reference": ref.fgauss(x),
+        "torch renderer": _ACTIVATIONS["gauss"](t).numpy(),
+        "generator": ACTIVATIONS["gauss"](t).numpy(),
+        "generator in place": _IN_PLACE["gauss"](t.clone()).numpy(),
+    }
+    for name, out in outputs.items():
+        assert out.min() >= tiny, name
+        assert out.min() == pytest.approx(np.exp(-40.0), rel=1e-3), name
+        assert np.abs(out - np.exp(-(x.astype(np.float64) ** 2))).max() < 1e-6, name
 
 
 def test_hsv_mapping_matches_colorsys():

@@ -27,6 +27,7 @@ from evoemotion.cgen.config import RENDERERS, Architecture
 from evoemotion.cgen.targets import TargetSpace
 from evoemotion.errors import ConfigError
 from evoemotion.render import image_size, render_program
+from evoemotion.render.approx import GAUSS_LIMIT
 from evoemotion.render.ops import ACTIVATION_CODES as RENDER_ACTIVATION_CODES
 from evoemotion.render.ops import INPUT_CODES
 from evoemotion.render.programs import GraphProgram
@@ -34,7 +35,8 @@ from evoemotion.render.reference import axis
 
 
 def _gauss(x: torch.Tensor) -> torch.Tensor:
-    return torch.exp(-x * x)
+    # x^2 clamped as the renderers clamp it (GAUSS_LIMIT: no subnormal tails)
+    return torch.exp(-(x * x).clamp(max=float(GAUSS_LIMIT)))
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -268,7 +270,7 @@ class ConditionalCPPN(nn.Module):
 
 
 def _gauss_(x: torch.Tensor) -> torch.Tensor:
-    return x.square_().neg_().exp_()
+    return x.square_().clamp_(max=float(GAUSS_LIMIT)).neg_().exp_()
 
 
 #: In-place versions of :data:`ACTIVATIONS`, for rendering without gradients.

@@ -44,7 +44,7 @@ _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "identity": lambda z: z,
     "sin": lambda z: torch.sin(z.clamp(-float(A.TRIG_LIMIT), float(A.TRIG_LIMIT))),
     "cos": lambda z: torch.cos(z.clamp(-float(A.TRIG_LIMIT), float(A.TRIG_LIMIT))),
-    "gauss": lambda z: torch.exp((-(z * z)).clamp(float(A.EXP_LO), float(A.EXP_HI))),
+    "gauss": lambda z: torch.exp(-(z * z).clamp(max=float(A.GAUSS_LIMIT))),
     "sigmoid": lambda z: torch.sigmoid(z.clamp(-float(A.SIGMOID_LIMIT), float(A.SIGMOID_LIMIT))),
     "tanh": lambda z: torch.tanh(z.clamp(-float(A.TANH_LIMIT), float(A.TANH_LIMIT))),
     "abs": torch.abs,

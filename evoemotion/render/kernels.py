@@ -38,6 +38,7 @@ from evoemotion.render.approx import (
     FLOAT_BIAS,
     FLOAT_MAX,
     FOUR,
+    GAUSS_LIMIT,
     HALF,
     HALF_PI,
     HASH_A,
@@ -461,7 +462,7 @@ def _activate(code, z, m):
             z[p] = fcos(z[p])
     elif code == _GAUSS:
         for p in range(m):
-            z[p] = fexp(-(z[p] * z[p]))
+            z[p] = fexp(-min(z[p] * z[p], GAUSS_LIMIT))
     elif code == _SIGMOID:
         for p in range(m):
             z[p] = fsigmoid(z[p])

@@ -81,8 +81,8 @@ def fsigmoid(x: Array) -> Array:
 
 
 def fgauss(x: Array) -> Array:
-    """Fast float32 Gaussian bump ``exp(-x^2)``."""
-    return fexp(-(x * x))
+    """Fast float32 Gaussian bump ``exp(-x^2)``, ``x^2`` clamped at ``GAUSS_LIMIT``."""
+    return fexp(-np.minimum(x * x, A.GAUSS_LIMIT))
 
 
 def flog_abs(x: Array) -> Array:
