@@ -20,7 +20,9 @@ Every method gets the same wall-clock budget on the same classifier, scoring res
   (:func:`evoemotion.cgen.refine`: every cell's images refined through the classifier
   until they are on target, the steps run out or the budget is spent; a stalled image
   starts again from a fresh latent, ``--refine-restarts`` times, where another image has
-  reached its cell; every start the best of ``--refine-candidates`` latents; at most
+  reached its cell, and, where none has, from an on-target image of the nearest reached cell
+  (``--refine-borrow``, on by default); every fresh start the best of
+  ``--refine-candidates`` latents; at most
   ``--refine-width`` images stepped at a time, those nearest their targets first): the
   ``cgen trained + refined`` row, charged its training and its refinement.
 
@@ -40,7 +42,7 @@ rows of methods run at the same time in other processes.
     python benchmarks/cgen_vs_mapelites.py [--budget 240] [--cells 10] [--seed 0]
         [--methods map-elites,dqd,random,cgen] [--classifier default] [--latents 4]
         [--refine-steps 60] [--refine-share 0.5] [--refine-restarts 10]
-        [--refine-candidates 8] [--refine-width 32]
+        [--refine-candidates 8] [--refine-width 32] [--no-refine-borrow]
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ def run_generator(model, spec, scorer, args, out: Path) -> dict:
     rows["cgen trained"]["eval_seconds"] = time.perf_counter() - start
     if args.refine_steps:
         refinement = Refinement(steps=args.refine_steps, lr=args.refine_lr,
-                                restarts=args.refine_restarts,
+                                restarts=args.refine_restarts, borrow=args.refine_borrow,
                                 candidates=args.refine_candidates,
                                 width=args.refine_width,
                                 seconds=args.budget - seconds, size=args.render_size,
@@ -248,6 +250,10 @@ def main() -> None:
     parser.add_argument("--refine-restarts", type=int, default=Refinement.restarts,
                         help="fresh starts of a stalled image whose cell another image has "
                         "reached (default: %(default)s)")
+    parser.add_argument("--refine-borrow", action=argparse.BooleanOptionalAction,
+                        default=Refinement.borrow,
+                        help="restart images of unreached cells from a neighbour's on-target "
+                        "image (cgen evaluate --refine-borrow)")
     parser.add_argument("--refine-candidates", type=int, default=Refinement.candidates,
                         help="latents screened (scored once) for each start of a refined "
                         "image; the best is refined (default: %(default)s)")

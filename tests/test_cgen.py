@@ -378,7 +378,7 @@ def test_stalled_images_restart_from_fresh_latents_where_a_sibling_hit(classifie
         prediction = classify(classifier, generator.space, [images], SIZE)
         return fit_per_image(generator.space, prediction, aims, "distance").detach()
 
-    options = _refinement(steps=60, lr=1e-9, patience=2, restarts=3)
+    options = _refinement(steps=60, lr=1e-9, patience=2, restarts=3, borrow=False)
     kept, info = refine(generator, classifier, targets, z, options,
                         done=lambda rows, _: rows == 0, seed=5)
     # lr 1e-9 lowers no loss: image 1 stalls 2 steps after each start and spends its 3
@@ -403,6 +403,40 @@ def test_stalled_images_restart_from_fresh_latents_where_a_sibling_hit(classifie
                            done=lambda rows, _: rows == 0)
     assert info["restarts"] == 0 and info["steps"] == 3
     torch.testing.assert_close(without, start, atol=1e-6, rtol=0)
+
+
+def test_images_of_unreached_targets_borrow_a_neighbours_on_target_image(classifier):
+    generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
+    # images 0 and 1 (target A) hit at once; 2 and 3 aim one grid step away (B), 4 far (C)
+    targets = np.array([[3.0, 7.0], [3.0, 7.0], [4.0, 7.0], [4.0, 7.0], [8.0, 2.0]])
+    z = generator.latents(5, seed=1)
+    values = generator.space.as_tensor(targets)
+    with torch.no_grad():
+        start = generator.embedding(values, z)
+        images = torch.sigmoid(generator.logits(start, SIZE))
+        toward_b = fit_per_image(generator.space, classify(classifier, generator.space,
+                                                          [images], SIZE),
+                                 values[[2] * 5], "distance")
+
+    def hit(rows, _):
+        return rows < 2
+
+    options = _refinement(steps=60, lr=1e-9, patience=2, restarts=1)
+    kept, info = refine(generator, classifier, targets, z, options, done=hit, seed=5)
+    # 2 and 3 stall, then restart from A's images, a different one each ((i + k) mod 2);
+    # 4 stalls and stops: A lies more than 1.5 grid steps (|A - B|) away from C
+    assert info["restarts"] == 2 and info["borrowed"] == 2
+    assert info["steps"] == 6 and info["image_steps"] == 5 + 2 * 3 + 3 * 2
+    for image, donor in ((2, 0), (3, 1)):
+        best = donor if toward_b[donor] < toward_b[image] else image
+        torch.testing.assert_close(kept[image], start[best], atol=1e-6, rtol=0)
+    torch.testing.assert_close(kept[[0, 1, 4]], start[[0, 1, 4]], atol=1e-6, rtol=0)
+    assert toward_b[:2].min() < toward_b[2:4].max()  # a borrowed start was kept somewhere
+    alone, info = refine(generator, classifier, targets, z,
+                         _refinement(steps=60, lr=1e-9, patience=2, restarts=1, borrow=False),
+                         done=hit, seed=5)
+    assert info["restarts"] == info["borrowed"] == 0
+    torch.testing.assert_close(alone, start, atol=1e-6, rtol=0)
 
 
 def test_every_start_is_the_best_of_its_candidate_latents(classifier):
@@ -469,7 +503,7 @@ def test_refined_embeddings_render_like_the_network_draws_them(classifier):
 
 def test_bad_refinement_options_are_config_errors(classifier):
     for bad in ({"steps": -1}, {"lr": 0.0}, {"seconds": -1.0}, {"size": 4}, {"patience": -1},
-                {"restarts": -1}, {"candidates": 0}, {"width": 0},
+                {"restarts": -1}, {"candidates": 0}, {"width": 0}, {"borrow": 1},
                 {"fit_loss": "l1"}):
         with pytest.raises(ConfigError, match="refinement option"):
             Refinement(**bad)

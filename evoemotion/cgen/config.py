@@ -214,7 +214,12 @@ class Refinement:
             another image with the same target is on target (the ``done`` test of
             :func:`~evoemotion.cgen.refinement.refine`; the target is then known to be
             reachable, and more images of it are wanted); it stops when it stalls
-            otherwise. The best image over all its starts is kept.
+            otherwise (unless ``borrow``). The best image over all its starts is kept.
+        borrow: A stalled image whose target no image has reached yet restarts (within
+            ``restarts``) from an on-target image of the nearest reached target, if that
+            one is at most 1.5 grid steps away (the smallest distance between two
+            targets): the reached region grows outwards, cell by cell, from where the
+            generator already lands. Siblings borrow from different images.
         candidates: Every start (the first and each restart) is the best of this many
             latents: their images are drawn and scored once, without gradients, and the
             one with the lowest fit loss is refined (the image's own latent is the first
@@ -236,6 +241,7 @@ class Refinement:
     seconds: float | None = None
     patience: int = 5
     restarts: int = 10
+    borrow: bool = True
     candidates: int = 8
     width: int = 32
     size: int = 64
@@ -252,6 +258,7 @@ class Refinement:
                 "seconds": self.seconds is None or self.seconds >= 0,
                 "patience": self.patience >= 0,
                 "restarts": self.restarts >= 0,
+                "borrow": isinstance(self.borrow, bool),
                 "candidates": self.candidates >= 1,
                 "width": self.width >= 1,
                 "size": self.size >= 8,

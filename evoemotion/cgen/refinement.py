@@ -10,9 +10,12 @@ refined on its own (the loss is a sum over images, and Adam's steps are per coor
 starting from its own sample, so the latents' different pictures stay different pictures.
 An image stops when it is on target (the caller's ``done`` test), or when ``patience``
 steps in a row have not lowered its loss (a target beyond what the classifier gives it,
-from where it started); with ``restarts`` it then starts again from a fresh latent. With
-``candidates``, every start is the best of that many latents, their images scored once
-without gradients: a cheap screen that spends the gradient steps on promising starts.
+from where it started); with ``restarts`` it then starts again from a fresh latent, or,
+with ``borrow``, where no image has reached its target yet, from an on-target image of a
+neighbouring target (the reached region grows cell by cell from where the generator lands).
+With ``candidates``, every fresh start is the best of that many latents, their images
+scored once without gradients: a cheap screen that spends the gradient steps on promising
+starts.
 
 A refined image is still a plain CPPN (:meth:`ConditionalCPPN.programs
 <evoemotion.cgen.network.ConditionalCPPN.programs>`): it renders at any resolution, with
@@ -79,8 +82,9 @@ def refine(
         (passes made, each stepping up to :attr:`Refinement.width` images), ``seconds``,
         ``image_steps`` (images refined summed over the passes), ``done``
         (share of images marked done), ``stalled`` (share that stalled with no restart
-        left), ``restarts`` (fresh starts made, all images together), ``screened``
-        (candidate images scored to choose the starts; 0 with one candidate).
+        left), ``restarts`` (new starts made, all images together), ``borrowed`` (those of
+        them that started from a neighbouring target's image, :attr:`Refinement.borrow`),
+        ``screened`` (candidate images scored to choose the starts; 0 with one candidate).
 
     Raises:
         ConfigError: invalid targets, or a target count that is not one per latent.
@@ -103,7 +107,8 @@ def refine(
     active = torch.full((len(z),), refinement.steps > 0)
     finished = torch.zeros(len(z), dtype=torch.bool)
     groups = torch.unique(values.cpu(), dim=0, return_inverse=True)[1]  # images per target
-    steps, image_steps = 0, 0
+    places = _places(generator, values) if refinement.borrow else None
+    steps, image_steps, borrowed = 0, 0, 0
     with torch.enable_grad():
         while bool(active.any()):
             if refinement.seconds is not None and time.perf_counter() - start >= refinement.seconds:
@@ -112,9 +117,13 @@ def refine(
             rows = _next_rows(active, trail, priority, refinement.width)
             predictions, fits, embeddings = [], [], []
             for chunk in rows.split(REFINE_CHUNK):
-                embedding = torch.stack([params[i] for i in chunk.tolist()])
+                leaves = [params[i] for i in chunk.tolist()]
+                embedding = torch.stack(leaves)
                 prediction, fit = _fit(generator, model, embedding, values[chunk], refinement)
-                fit.sum().backward()
+                # gradients for the embeddings only: none for the classifier's weights,
+                # whether or not the caller froze them
+                for leaf, grad in zip(leaves, torch.autograd.grad(fit.sum(), leaves), strict=True):
+                    leaf.grad = grad
                 predictions.append(_readable(prediction))
                 fits.append(fit.detach().cpu())
                 embeddings.append(embedding.detach())
@@ -136,12 +145,22 @@ def refine(
             optimizer.step()  # moves the stepped images only: the others have no gradient
             taken[rows] += 1
             if refinement.patience:
-                stalled = active & (stale >= refinement.patience)
+                stalled = (active & (stale >= refinement.patience)) & (left > 0)
+                reached = _reached_targets(groups, finished)
                 # restarts go to targets that another image has proved reachable
-                again = stalled & (left > 0) & _reached_targets(groups, finished)
+                lent = torch.zeros_like(stalled)
+                if refinement.borrow:
+                    lent = _borrow(
+                        generator, model, values, refinement, params, optimizer,
+                        stalled & ~reached, finished, kept, priority, places, left,
+                    )
+                    borrowed += int(lent.sum())
+                # fresh restarts go to targets that another image has proved reachable
+                again = stalled & reached & ~lent
                 _restart(
                     generator, model, values, refinement, params, optimizer, again, fresh, priority
                 )
+                again |= lent
                 stale[again], trail[again], taken[again] = 0, math.inf, 0
                 left[again] -= 1
                 active &= stale < refinement.patience
@@ -161,8 +180,9 @@ def refine(
         if refinement.patience
         else 0.0,
         "restarts": float((refinement.restarts - left).sum()),
+        "borrowed": float(borrowed),
     }
-    starts = len(z) + summary["restarts"]
+    starts = len(z) + summary["restarts"] - borrowed  # a borrowed start is not screened
     summary["screened"] = starts * refinement.candidates if refinement.candidates > 1 else 0.0
     return kept, summary
 
@@ -198,6 +218,67 @@ def _restart(
         for i, row in zip(picked.tolist(), embedding, strict=True):
             params[i].copy_(row)
             optimizer.state.pop(params[i], None)
+
+
+def _borrow(
+    generator: ConditionalGenerator,
+    model: Any,
+    values: torch.Tensor,
+    refinement: Refinement,
+    params: list[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    rows: torch.Tensor,
+    finished: torch.Tensor,
+    kept: torch.Tensor,
+    priority: torch.Tensor,
+    places: tuple[torch.Tensor, float],
+    left: torch.Tensor,
+) -> torch.Tensor:
+    """Restart the images ``rows`` (a mask; their targets not reached) from on-target
+    images of the nearest reached target within 1.5 grid steps (:attr:`Refinement.borrow`;
+    ``places``: :func:`_places`).
+
+    Siblings take different donors: image ``i`` on its ``k``-th restart takes donor
+    ``(i + k) mod d`` of the ``d`` on-target images at the nearest distance.
+
+    Returns:
+        ``(N,)`` mask of the images restarted (their ``priority`` is now the fit loss of the
+        borrowed embedding towards their own target, their Adam state fresh).
+    """
+    lent = torch.zeros(len(rows), dtype=torch.bool)
+    picked, donors = torch.nonzero(rows).squeeze(1), torch.nonzero(finished).squeeze(1)
+    if not len(picked) or not len(donors):
+        return lent
+    points, spacing = places
+    distance = torch.cdist(points[picked], points[donors])
+    nearest = distance.min(dim=1).values
+    for row, i in enumerate(picked.tolist()):
+        if nearest[row] > 1.5 * spacing + 1e-6:
+            continue
+        near = donors[distance[row] <= nearest[row] + 1e-6]
+        donor = int(near[(i + refinement.restarts - int(left[i])) % len(near)])
+        with torch.no_grad():
+            params[i].copy_(kept[donor])
+        optimizer.state.pop(params[i], None)
+        lent[i] = True
+    chosen = torch.nonzero(lent).squeeze(1)
+    if not len(chosen):
+        return lent
+    with torch.no_grad():
+        for chunk in chosen.split(REFINE_CHUNK):
+            embedding = torch.stack([params[i] for i in chunk.tolist()])
+            targets_now = values[chunk.to(values.device)]
+            priority[chunk] = _fit(generator, model, embedding, targets_now, refinement)[1].cpu()
+    return lent
+
+
+def _places(generator: ConditionalGenerator, values: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Where the targets lie, for :func:`_borrow`: ``(N, condition_dim)`` condition vectors
+    on the CPU (regression targets rescaled to [-1, 1] per dimension, classes one-hot), and
+    the grid step, the smallest distance between two different targets (0 for one)."""
+    points = generator.space.encode(values).float().cpu()
+    distinct = torch.unique(points, dim=0)
+    return points, float(torch.pdist(distinct).min()) if len(distinct) > 1 else 0.0
 
 
 def _screened(

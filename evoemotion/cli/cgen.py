@@ -110,6 +110,14 @@ def _add_refine(parser: argparse.ArgumentParser, *, timed: bool = False) -> None
             "(default: %(default)s)",
         )
         group.add_argument(
+            "--refine-borrow",
+            action=argparse.BooleanOptionalAction,
+            default=Refinement.borrow,
+            help="a stopped image whose target no image has reached yet starts again (a "
+            "restart) from an on-target image of the nearest reached target within 1.5 grid "
+            "steps, so the reached cells grow outwards (default: on)",
+        )
+        group.add_argument(
             "--refine-width",
             type=int,
             default=Refinement.width,
@@ -143,6 +151,7 @@ def _refinement(
         seconds=getattr(args, "refine_seconds", None),
         patience=args.refine_patience,
         restarts=getattr(args, "refine_restarts", 0),
+        borrow=getattr(args, "refine_borrow", False),
         candidates=args.refine_candidates,
         width=getattr(args, "refine_width", Refinement.width),
         size=size or train.train_size,
