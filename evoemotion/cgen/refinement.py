@@ -145,22 +145,21 @@ def refine(
             optimizer.step()  # moves the stepped images only: the others have no gradient
             taken[rows] += 1
             if refinement.patience:
-                stalled = (active & (stale >= refinement.patience)) & (left > 0)
+                stalled = active & (stale >= refinement.patience) & (left > 0)
                 reached = _reached_targets(groups, finished)
-                # restarts go to targets that another image has proved reachable
-                lent = torch.zeros_like(stalled)
-                if refinement.borrow:
-                    lent = _borrow(
-                        generator, model, values, refinement, params, optimizer,
-                        stalled & ~reached, finished, kept, priority, places, left,
-                    )
-                    borrowed += int(lent.sum())
                 # fresh restarts go to targets that another image has proved reachable
-                again = stalled & reached & ~lent
+                again = stalled & reached
                 _restart(
                     generator, model, values, refinement, params, optimizer, again, fresh, priority
                 )
-                again |= lent
+                if refinement.borrow:
+                    lent, donors = _donors(
+                        stalled & ~reached, finished, places, refinement.restarts - left
+                    )
+                    losses = _losses(generator, model, kept[donors], values[lent], refinement)
+                    _begin(params, optimizer, priority, lent, kept[donors], losses)
+                    again[lent] = True
+                    borrowed += len(lent)
                 stale[again], trail[again], taken[again] = 0, math.inf, 0
                 left[again] -= 1
                 active &= stale < refinement.patience
@@ -213,67 +212,58 @@ def _restart(
     embedding, fits = _screened(
         generator, model, values[picked.to(values.device)], refinement, fresh
     )
-    priority[picked] = fits
+    _begin(params, optimizer, priority, picked, embedding, fits)
+
+
+def _begin(
+    params: list[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    priority: torch.Tensor,
+    picked: torch.Tensor,
+    embedding: torch.Tensor,
+    losses: torch.Tensor,
+) -> None:
+    """Start the images ``picked`` (indices) again from ``embedding``'s rows, with new Adam
+    states; their ``priority`` becomes ``losses`` (the starts' fit losses)."""
+    priority[picked] = losses
     with torch.no_grad():
         for i, row in zip(picked.tolist(), embedding, strict=True):
             params[i].copy_(row)
             optimizer.state.pop(params[i], None)
 
 
-def _borrow(
-    generator: ConditionalGenerator,
-    model: Any,
-    values: torch.Tensor,
-    refinement: Refinement,
-    params: list[torch.Tensor],
-    optimizer: torch.optim.Optimizer,
+def _donors(
     rows: torch.Tensor,
     finished: torch.Tensor,
-    kept: torch.Tensor,
-    priority: torch.Tensor,
     places: tuple[torch.Tensor, float],
-    left: torch.Tensor,
-) -> torch.Tensor:
-    """Restart the images ``rows`` (a mask; their targets not reached) from on-target
-    images of the nearest reached target within 1.5 grid steps (:attr:`Refinement.borrow`;
-    ``places``: :func:`_places`).
-
-    Siblings take different donors: image ``i`` on its ``k``-th restart takes donor
-    ``(i + k) mod d`` of the ``d`` on-target images at the nearest distance.
+    restarted: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which of the images ``rows`` (a mask; their targets not reached) borrow a start, and
+    from whom (:attr:`Refinement.borrow`): an on-target image of the nearest reached target
+    within 1.5 grid steps (``places``: :func:`_places`). Siblings take different donors:
+    image ``i`` after ``k`` restarts (``restarted``) takes donor ``(i + k) mod d`` of the
+    ``d`` on-target images at the nearest distance.
 
     Returns:
-        ``(N,)`` mask of the images restarted (their ``priority`` is now the fit loss of the
-        borrowed embedding towards their own target, their Adam state fresh).
+        The borrowing images' indices and their donors' indices (equal lengths).
     """
-    lent = torch.zeros(len(rows), dtype=torch.bool)
     picked, donors = torch.nonzero(rows).squeeze(1), torch.nonzero(finished).squeeze(1)
-    if not len(picked) or not len(donors):
-        return lent
-    points, spacing = places
-    distance = torch.cdist(points[picked], points[donors])
-    nearest = distance.min(dim=1).values
-    for row, i in enumerate(picked.tolist()):
-        if nearest[row] > 1.5 * spacing + 1e-6:
-            continue
-        near = donors[distance[row] <= nearest[row] + 1e-6]
-        donor = int(near[(i + refinement.restarts - int(left[i])) % len(near)])
-        with torch.no_grad():
-            params[i].copy_(kept[donor])
-        optimizer.state.pop(params[i], None)
-        lent[i] = True
-    chosen = torch.nonzero(lent).squeeze(1)
-    if not len(chosen):
-        return lent
-    with torch.no_grad():
-        for chunk in chosen.split(REFINE_CHUNK):
-            embedding = torch.stack([params[i] for i in chunk.tolist()])
-            targets_now = values[chunk.to(values.device)]
-            priority[chunk] = _fit(generator, model, embedding, targets_now, refinement)[1].cpu()
-    return lent
+    lent: list[int] = []
+    chosen: list[int] = []
+    if len(picked) and len(donors):
+        points, spacing = places
+        distance = torch.cdist(points[picked], points[donors])
+        nearest = distance.min(dim=1).values
+        for row, i in enumerate(picked.tolist()):
+            if nearest[row] <= 1.5 * spacing + 1e-6:
+                near = donors[distance[row] <= nearest[row] + 1e-6]
+                lent.append(i)
+                chosen.append(int(near[(i + int(restarted[i])) % len(near)]))
+    return torch.tensor(lent, dtype=torch.long), torch.tensor(chosen, dtype=torch.long)
 
 
 def _places(generator: ConditionalGenerator, values: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Where the targets lie, for :func:`_borrow`: ``(N, condition_dim)`` condition vectors
+    """Where the targets lie, for :func:`_donors`: ``(N, condition_dim)`` condition vectors
     on the CPU (regression targets rescaled to [-1, 1] per dimension, classes one-hot), and
     the grid step, the smallest distance between two different targets (0 for one)."""
     points = generator.space.encode(values).float().cpu()
@@ -308,12 +298,30 @@ def _screened(
         )
         if count == 1:
             return embedding, torch.zeros(n)
-        fits = [
-            _fit(generator, model, embedding[chunk], values[chunk // count], refinement)[1]
-            for chunk in torch.arange(n * count, device=embedding.device).split(REFINE_CHUNK)
-        ]
-        least, best = torch.cat(fits).reshape(n, count).min(dim=1)
-    return embedding.reshape(n, count, -1)[torch.arange(n, device=best.device), best], least.cpu()
+        fits = _losses(
+            generator, model, embedding, values.repeat_interleave(count, dim=0), refinement
+        )
+        least, best = fits.reshape(n, count).min(dim=1)
+    rows = torch.arange(n, device=embedding.device)
+    return embedding.reshape(n, count, -1)[rows, best.to(embedding.device)], least
+
+
+def _losses(
+    generator: ConditionalGenerator,
+    model: Any,
+    embedding: torch.Tensor,
+    targets: torch.Tensor,
+    refinement: Refinement,
+) -> torch.Tensor:
+    """``(n,)`` fit losses (:func:`_fit`) of the images of ``embedding`` towards ``targets``
+    on the CPU, without gradients, in chunks of :data:`REFINE_CHUNK`."""
+    if not len(embedding):
+        return torch.zeros(0)
+    chunks = torch.arange(len(embedding), device=embedding.device).split(REFINE_CHUNK)
+    with torch.no_grad():
+        return torch.cat(
+            [_fit(generator, model, embedding[c], targets[c], refinement)[1].cpu() for c in chunks]
+        )
 
 
 def _fit(
