@@ -145,6 +145,7 @@ def run_generator(model, spec, scorer, args, out: Path) -> dict:
     if args.refine_steps:
         refinement = Refinement(steps=args.refine_steps, lr=args.refine_lr,
                                 restarts=args.refine_restarts, borrow=args.refine_borrow,
+                                distinct=args.refine_distinct,
                                 candidates=args.refine_candidates,
                                 width=args.refine_width,
                                 seconds=args.budget - seconds, size=args.render_size,
@@ -254,6 +255,10 @@ def main() -> None:
                         default=Refinement.borrow,
                         help="restart images of unreached cells from a neighbour's on-target "
                         "image (cgen evaluate --refine-borrow)")
+    parser.add_argument("--refine-distinct", type=float, default=Refinement.distinct,
+                        help="an on-target twin (classifier-embedding cosine distance below "
+                        "this to a finished sibling) is not done (cgen evaluate "
+                        "--refine-distinct; 0 = off)")
     parser.add_argument("--refine-candidates", type=int, default=Refinement.candidates,
                         help="latents screened (scored once) for each start of a refined "
                         "image; the best is refined (default: %(default)s)")

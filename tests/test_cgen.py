@@ -8,6 +8,7 @@ can learn to hit at 32 px on the CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -303,9 +304,10 @@ def test_saturation_penalty_pulls_colours_off_the_sigmoids_flat_ends(classifier)
 
 
 def _refinement(**options) -> Refinement:
-    # one candidate: each image starts from its own latent, as the tests below follow it
+    # one candidate: each image starts from its own latent, as the tests below follow it;
+    # no twin rule (an untrained generator's images are alike): tested on its own
     return Refinement(**{"size": SIZE, "classifier_size": SIZE, "lr": 0.1, "candidates": 1,
-                         **options})
+                         "distinct": 0.0, **options})
 
 
 def test_refinement_brings_samples_onto_their_targets(classifier, scorer):
@@ -694,3 +696,33 @@ def test_cli_train_resume_sample_evaluate(classifier, tmp_path, capsys):
     (tmp_path / "broken.pt").write_bytes(b"\x00" * 10)
     assert main(["cgen", "evaluate", str(tmp_path / "broken.pt")]) == 2
     assert "broken.pt is not a readable generator checkpoint" in capsys.readouterr().err
+
+
+def test_an_on_target_twin_of_a_finished_sibling_is_pushed_apart(classifier):
+    generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
+    targets = np.array([[3.0, 7.0]] * 3)
+    z = generator.latents(1, seed=2).repeat(3, 1)  # three copies of one image
+
+    def features(embedding):
+        with torch.no_grad():
+            images = torch.sigmoid(generator.logits(embedding, SIZE))
+            out = classify(classifier, generator.space, [images], SIZE)["embedding"]
+        return torch.nn.functional.normalize(out, dim=1)
+
+    def everyone(rows, _):
+        return np.ones(len(rows), dtype=bool)
+
+    frozen = _refinement(steps=4, lr=1e-9, patience=0, distinct=0.05)
+    kept, info = refine(generator, classifier, targets, z, frozen, done=everyone)
+    assert info["done"] == pytest.approx(1 / 3) and info["steps"] == 4  # the copies never part
+    _, info = refine(generator, classifier, targets, z, dataclasses.replace(frozen, distinct=0.0),
+                     done=everyone)
+    assert info["done"] == 1.0 and info["steps"] == 1  # without the rule, twins count
+    pushed, info = refine(generator, classifier, targets, z,
+                          _refinement(steps=40, patience=0, distinct=0.05, repel=100.0),
+                          done=everyone)
+    unit = features(pushed)
+    apart = 1.0 - unit @ unit.T
+    assert info["done"] > 1 / 3  # the hinge moved a copy away from the finished one
+    done_pairs = apart[0, 1:][apart[0, 1:] > 0]
+    assert len(done_pairs) and float(done_pairs.max()) >= 0.05

@@ -220,6 +220,12 @@ class Refinement:
             one is at most 1.5 grid steps away (the smallest distance between two
             targets): the reached region grows outwards, cell by cell, from where the
             generator already lands. Siblings borrow from different images.
+        distinct: Images of one target must differ: an on-target image whose classifier
+            embedding lies within this cosine distance of a sibling already on target is
+            not done, and its loss gains a hinge, ``repel`` times the shortfall summed over
+            such siblings, that pushes it away (the evaluation counts images as distinct
+            from a cosine distance of 0.05). 0: twins count as done.
+        repel: Weight of that hinge against the fit loss.
         candidates: Every start (the first and each restart) is the best of this many
             latents: their images are drawn and scored once, without gradients, and the
             one with the lowest fit loss is refined (the image's own latent is the first
@@ -242,6 +248,8 @@ class Refinement:
     patience: int = 5
     restarts: int = 10
     borrow: bool = True
+    distinct: float = 0.07
+    repel: float = 4.0
     candidates: int = 8
     width: int = 32
     size: int = 64
@@ -259,6 +267,8 @@ class Refinement:
                 "patience": self.patience >= 0,
                 "restarts": self.restarts >= 0,
                 "borrow": isinstance(self.borrow, bool),
+                "distinct": 0 <= self.distinct <= 2,
+                "repel": self.repel >= 0 and math.isfinite(self.repel),
                 "candidates": self.candidates >= 1,
                 "width": self.width >= 1,
                 "size": self.size >= 8,

@@ -109,17 +109,23 @@ def refine(
     groups = torch.unique(values.cpu(), dim=0, return_inverse=True)[1]  # images per target
     places = _places(generator, values) if refinement.borrow else None
     steps, image_steps, borrowed = 0, 0, 0
+    marks: torch.Tensor | None = None  # unit classifier embeddings of the finished images
     with torch.enable_grad():
         while bool(active.any()):
             if refinement.seconds is not None and time.perf_counter() - start >= refinement.seconds:
                 break
             optimizer.zero_grad(set_to_none=True)
             rows = _next_rows(active, trail, priority, refinement.width)
-            predictions, fits, embeddings = [], [], []
+            predictions, fits, embeddings, features, nearest = [], [], [], [], []
             for chunk in rows.split(REFINE_CHUNK):
                 leaves = [params[i] for i in chunk.tolist()]
                 embedding = torch.stack(leaves)
                 prediction, fit = _fit(generator, model, embedding, values[chunk], refinement)
+                feature = torch.nn.functional.normalize(prediction["embedding"], dim=1)
+                hinge, near = _twins(feature, chunk, marks, finished, groups, refinement.distinct)
+                fit = fit + refinement.repel * hinge
+                features.append(feature.detach())
+                nearest.append(near)
                 # gradients for the embeddings only: none for the classifier's weights,
                 # whether or not the caller froze them
                 for leaf, grad in zip(leaves, torch.autograd.grad(fit.sum(), leaves), strict=True):
@@ -128,7 +134,9 @@ def refine(
                 fits.append(fit.detach().cpu())
                 embeddings.append(embedding.detach())
             # judged on this step's images, before the step moves them
-            fit, current = torch.cat(fits), torch.cat(embeddings)
+            fit, current, feature = torch.cat(fits), torch.cat(embeddings), torch.cat(features)
+            if marks is None:
+                marks = feature.new_zeros((len(z), feature.shape[1]))
             better = fit < best[rows]
             best[rows[better]] = fit[better]
             kept[rows[better]] = current[better]
@@ -139,7 +147,9 @@ def refine(
                 marked = torch.from_numpy(
                     np.asarray(done(rows.cpu().numpy(), np.concatenate(predictions)), dtype=bool)
                 )
+                marked = _apart(marked, torch.cat(nearest), feature, groups[rows], refinement)
                 kept[rows[marked]] = current[marked]
+                marks[rows[marked]] = feature[marked]
                 finished[rows[marked]] = True
             active &= ~finished
             optimizer.step()  # moves the stepped images only: the others have no gradient
@@ -184,6 +194,71 @@ def refine(
     starts = len(z) + summary["restarts"] - borrowed  # a borrowed start is not screened
     summary["screened"] = starts * refinement.candidates if refinement.candidates > 1 else 0.0
     return kept, summary
+
+
+def _twins(
+    feature: torch.Tensor,
+    rows: torch.Tensor,
+    marks: torch.Tensor | None,
+    finished: torch.Tensor,
+    groups: torch.Tensor,
+    distinct: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """How near the images ``rows`` are to their finished siblings (:attr:`Refinement.distinct`).
+
+    Args:
+        feature: ``(n,)`` unit classifier embeddings of the images ``rows``.
+        rows: Their indices.
+        marks: ``(N, D)`` unit classifier embeddings of the finished images (``None``
+            before any step).
+        finished: ``(N,)`` which images are finished.
+        groups: ``(N,)`` target group of every image.
+        distinct: The cosine distance from which two images count as distinct.
+
+    Returns:
+        ``(n,)`` the hinge ``sum(max(0, distinct - distance))`` over each image's finished
+        siblings (with gradients), and ``(n,)`` the cosine distance to the nearest one
+        (no gradient; infinite with none).
+    """
+    n = len(rows)
+    if marks is None or not distinct or not bool(finished.any()):
+        return feature.new_zeros(n), torch.full((n,), math.inf)
+    others = torch.nonzero(finished).squeeze(1)
+    siblings = (groups[rows][:, None] == groups[others][None, :]) & (
+        rows[:, None] != others[None, :]
+    )
+    distance = 1.0 - feature @ marks[others].T
+    mask = siblings.to(distance.device)
+    hinge = (torch.relu(distinct - distance) * mask).sum(dim=1)
+    near = torch.where(mask, distance.detach(), math.inf).min(dim=1).values.cpu()
+    return hinge, near
+
+
+def _apart(
+    marked: torch.Tensor,
+    nearest: torch.Tensor,
+    feature: torch.Tensor,
+    groups: torch.Tensor,
+    refinement: Refinement,
+) -> torch.Tensor:
+    """``marked`` (on target) less the twins: images within :attr:`Refinement.distinct` of a
+    finished sibling (``nearest``: :func:`_twins`), or of a sibling marked before them in
+    the same step (``feature``, ``groups``: of the stepped images)."""
+    if not refinement.distinct:
+        return marked
+    marked = marked & (nearest >= refinement.distinct)
+    accepted: list[int] = []
+    for i in torch.nonzero(marked).squeeze(1).tolist():
+        twin = any(
+            groups[j] == groups[i]
+            and float(1.0 - feature[i] @ feature[j]) < refinement.distinct
+            for j in accepted
+        )
+        if twin:
+            marked[i] = False
+        else:
+            accepted.append(i)
+    return marked
 
 
 def _reached_targets(groups: torch.Tensor, finished: torch.Tensor) -> torch.Tensor:

@@ -118,6 +118,14 @@ def _add_refine(parser: argparse.ArgumentParser, *, timed: bool = False) -> None
             "steps, so the reached cells grow outwards (default: on)",
         )
         group.add_argument(
+            "--refine-distinct",
+            type=float,
+            default=Refinement.distinct,
+            help="an on-target image within this cosine distance (classifier embedding) of "
+            "an image of the same target already on target is not done: a hinge pushes it "
+            "away, and it restarts if it stalls; 0 = twins count (default: %(default)s)",
+        )
+        group.add_argument(
             "--refine-width",
             type=int,
             default=Refinement.width,
@@ -152,6 +160,7 @@ def _refinement(
         patience=args.refine_patience,
         restarts=getattr(args, "refine_restarts", 0),
         borrow=getattr(args, "refine_borrow", False),
+        distinct=getattr(args, "refine_distinct", Refinement.distinct),
         candidates=args.refine_candidates,
         width=getattr(args, "refine_width", Refinement.width),
         size=size or train.train_size,
