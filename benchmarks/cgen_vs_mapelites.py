@@ -43,6 +43,7 @@ rows of methods run at the same time in other processes.
         [--methods map-elites,dqd,random,cgen] [--classifier default] [--latents 4]
         [--refine-steps 60] [--refine-share 0.5] [--refine-restarts 10]
         [--refine-candidates 8] [--refine-width 32] [--no-refine-borrow]
+        [--refine-distinct 0.07]
 """
 
 from __future__ import annotations

@@ -13,9 +13,11 @@ steps in a row have not lowered its loss (a target beyond what the classifier gi
 from where it started); with ``restarts`` it then starts again from a fresh latent, or,
 with ``borrow``, where no image has reached its target yet, from an on-target image of a
 neighbouring target (the reached region grows cell by cell from where the generator lands).
-With ``candidates``, every fresh start is the best of that many latents, their images
-scored once without gradients: a cheap screen that spends the gradient steps on promising
-starts.
+Images of one target must differ (``distinct``): an on-target image too near, in the
+classifier's embedding, to a sibling already on target is not done, and a hinge on that
+distance joins its loss and pushes it away. With ``candidates``, every fresh start is the
+best of that many latents, their images scored once without gradients: a cheap screen that
+spends the gradient steps on promising starts.
 
 A refined image is still a plain CPPN (:meth:`ConditionalCPPN.programs
 <evoemotion.cgen.network.ConditionalCPPN.programs>`): it renders at any resolution, with
@@ -207,7 +209,7 @@ def _twins(
     """How near the images ``rows`` are to their finished siblings (:attr:`Refinement.distinct`).
 
     Args:
-        feature: ``(n,)`` unit classifier embeddings of the images ``rows``.
+        feature: ``(n, D)`` unit classifier embeddings of the images ``rows``.
         rows: Their indices.
         marks: ``(N, D)`` unit classifier embeddings of the finished images (``None``
             before any step).
