@@ -726,3 +726,20 @@ def test_an_on_target_twin_of_a_finished_sibling_is_pushed_apart(classifier):
     assert info["done"] > 1 / 3  # the hinge moved a copy away from the finished one
     done_pairs = apart[0, 1:][apart[0, 1:] > 0]
     assert len(done_pairs) and float(done_pairs.max()) >= 0.05
+
+
+def test_a_narrow_refinement_steps_the_images_of_reached_targets_first(classifier):
+    generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
+    # image 0 is on target at once; image 2 shares its target, image 1 aims elsewhere
+    targets = np.array([[3.0, 7.0], [8.0, 2.0], [3.0, 7.0]])
+    stepped: list[int] = []
+
+    def first_only(rows: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        stepped.extend(rows.tolist())
+        return rows == 0
+
+    options = _refinement(steps=3, lr=1e-9, patience=0, width=1)  # equal priorities: 0
+    refine(generator, classifier, targets, generator.latents(3, seed=1), options,
+           done=first_only)
+    # by index alone image 1 would go next; image 2's target is reached, so it goes first
+    assert stepped == [0, 2, 2, 2, 1, 1, 1]

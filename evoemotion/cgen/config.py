@@ -231,9 +231,10 @@ class Refinement:
             one with the lowest fit loss is refined (the image's own latent is the first
             candidate of its first start). 1: the latent as drawn.
         width: At most this many images take a step at a time (one pass); the others
-            wait, those with the lowest fit loss going first (an image not yet stepped
-            since its start: its screened loss, 0 with one candidate), so that under a
-            time limit the steps go to the images nearest their targets.
+            wait, the images of targets already reached (which want more distinct images)
+            going first, and among those and among the rest the lowest fit loss first (an
+            image not yet stepped since its start: its screened loss, 0 with one
+            candidate), so that under a time limit the steps go where they pay.
         size: Side at which the images are drawn while refining (as training draws them).
         classifier_size: Side the classifier sees.
         fit_loss: The fit loss (see :class:`~evoemotion.cgen.config.GeneratorTrainConfig`).

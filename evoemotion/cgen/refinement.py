@@ -117,7 +117,8 @@ def refine(
             if refinement.seconds is not None and time.perf_counter() - start >= refinement.seconds:
                 break
             optimizer.zero_grad(set_to_none=True)
-            rows = _next_rows(active, trail, priority, refinement.width)
+            first = _reached_targets(groups, finished)
+            rows = _next_rows(active, trail, priority, refinement.width, first)
             predictions, fits, embeddings, features, nearest = [], [], [], [], []
             for chunk in rows.split(REFINE_CHUNK):
                 leaves = [params[i] for i in chunk.tolist()]
@@ -416,15 +417,23 @@ def _fit(
 
 
 def _next_rows(
-    active: torch.Tensor, trail: torch.Tensor, priority: torch.Tensor, width: int
+    active: torch.Tensor,
+    trail: torch.Tensor,
+    priority: torch.Tensor,
+    width: int,
+    first: torch.Tensor,
 ) -> torch.Tensor:
-    """The (at most ``width``) active images that take the next step: the lowest losses
-    first, the loss of an image not yet stepped since its start being its ``priority``."""
+    """The (at most ``width``) active images that take the next step: those marked
+    ``first`` (images of targets already reached, which want more distinct images) before
+    the others, and within each the lowest losses first, the loss of an image not yet
+    stepped since its start being its ``priority``."""
     rows = torch.nonzero(active).squeeze(1)
     if len(rows) <= width:
         return rows
     losses = torch.where(torch.isfinite(trail[rows]), trail[rows], priority[rows])
-    return rows[torch.argsort(losses, stable=True)[:width]].sort().values
+    order = torch.argsort(losses, stable=True)
+    order = order[torch.argsort((~first[rows[order]]).to(torch.uint8), stable=True)]
+    return rows[order[:width]].sort().values
 
 
 def embeddings(

@@ -129,8 +129,8 @@ def _add_refine(parser: argparse.ArgumentParser, *, timed: bool = False) -> None
             "--refine-width",
             type=int,
             default=Refinement.width,
-            help="images stepped at a time, those nearest their targets first, the others "
-            "waiting (default: %(default)s)",
+            help="images stepped at a time, the others waiting: images of targets already "
+            "reached first, then those nearest their targets (default: %(default)s)",
         )
         group.add_argument(
             "--refine-seconds",
