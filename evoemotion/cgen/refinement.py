@@ -226,12 +226,9 @@ def _twins(
     n = len(rows)
     if marks is None or not distinct or not bool(finished.any()):
         return feature.new_zeros(n), torch.full((n,), math.inf)
-    others = torch.nonzero(finished).squeeze(1)
-    siblings = (groups[rows][:, None] == groups[others][None, :]) & (
-        rows[:, None] != others[None, :]
-    )
+    others = torch.nonzero(finished).squeeze(1)  # never a stepped image: those are active
     distance = 1.0 - feature @ marks[others].T
-    mask = siblings.to(distance.device)
+    mask = (groups[rows][:, None] == groups[others][None, :]).to(distance.device)
     hinge = (torch.relu(distinct - distance) * mask).sum(dim=1)
     near = torch.where(mask, distance.detach(), math.inf).min(dim=1).values.cpu()
     return hinge, near
