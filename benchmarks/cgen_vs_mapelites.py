@@ -176,9 +176,9 @@ def save_reached(generator, result, path: Path, size: int) -> None:
     """A PNG of every reached cell's images, one row per cell (nothing when none)."""
     picked = result.reached
     if picked.any():
-        embeddings = torch.from_numpy(result.embeddings[picked])
-        images = generator.render_embeddings(embeddings.reshape(-1, embeddings.shape[-1]), size)
-        save_png(path, grid(images, columns=embeddings.shape[1], gap=2))
+        weights = torch.from_numpy(result.programs[picked])
+        images = generator.render_programs(weights.reshape(-1, weights.shape[-1]), size)
+        save_png(path, grid(images, columns=weights.shape[1], gap=2))
 
 
 def print_tables(results: dict, n_cells: int, grid_size: int) -> None:

@@ -333,12 +333,17 @@ def test_categorical_refinement_raises_the_target_probability(classifier, scorer
     assert refined["target_prob"] > plain["target_prob"] + 0.2
 
 
+def _weights(generator: ConditionalGenerator, values, z: torch.Tensor) -> torch.Tensor:
+    """The CPPN weights refinement starts from: the generator's images as drawn."""
+    return generator.program_weights(generator.embedding(values, z))
+
+
 def test_refinement_is_per_image_and_stops_where_told(classifier):
     generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
     targets = np.array([[2.0, 8.0], [8.0, 2.0], [5.0, 5.0]])
     z = generator.latents(3, seed=1)
     with torch.no_grad():
-        start = generator.embedding(generator.space.as_tensor(targets), z)
+        start = _weights(generator, generator.space.as_tensor(targets), z)
     options = _refinement(steps=4)
     together, info = refine(generator, classifier, targets, z, options)
     alone, _ = refine(generator, classifier, targets[1:2], z[1:2], options)
@@ -373,10 +378,10 @@ def test_stalled_images_restart_from_fresh_latents_where_a_sibling_hit(classifie
     z = generator.latents(3, seed=1)
     values = generator.space.as_tensor(targets)
     with torch.no_grad():
-        start = generator.embedding(values, z)
+        start = _weights(generator, values, z)
 
     def loss(embedding: torch.Tensor, aims: torch.Tensor) -> torch.Tensor:
-        images = torch.sigmoid(generator.logits(embedding, SIZE))
+        images = torch.sigmoid(generator.program_logits(embedding, SIZE))
         prediction = classify(classifier, generator.space, [images], SIZE)
         return fit_per_image(generator.space, prediction, aims, "distance").detach()
 
@@ -392,7 +397,7 @@ def test_stalled_images_restart_from_fresh_latents_where_a_sibling_hit(classifie
     fresh = torch.Generator().manual_seed(5)
     with torch.no_grad():
         starts = torch.stack([start[1]] + [
-            generator.embedding(values[1:2], generator.latents(1, fresh))[0] for _ in range(3)
+            _weights(generator, values[1:2], generator.latents(1, fresh))[0] for _ in range(3)
         ])
     losses = loss(starts, values[[1, 1, 1, 1]])
     assert len(set(losses.tolist())) == 4  # four different starts
@@ -414,8 +419,8 @@ def test_images_of_unreached_targets_borrow_a_neighbours_on_target_image(classif
     z = generator.latents(5, seed=1)
     values = generator.space.as_tensor(targets)
     with torch.no_grad():
-        start = generator.embedding(values, z)
-        images = torch.sigmoid(generator.logits(start, SIZE))
+        start = _weights(generator, values, z)
+        images = torch.sigmoid(generator.program_logits(start, SIZE))
         toward_b = fit_per_image(generator.space, classify(classifier, generator.space,
                                                           [images], SIZE),
                                  values[[2] * 5], "distance")
@@ -448,7 +453,7 @@ def test_every_start_is_the_best_of_its_candidate_latents(classifier):
     values = generator.space.as_tensor(targets)
 
     def loss(embedding: torch.Tensor, aims: torch.Tensor) -> torch.Tensor:
-        images = torch.sigmoid(generator.logits(embedding, SIZE))
+        images = torch.sigmoid(generator.program_logits(embedding, SIZE))
         prediction = classify(classifier, generator.space, [images], SIZE)
         return fit_per_image(generator.space, prediction, aims, "distance").detach()
 
@@ -457,7 +462,7 @@ def test_every_start_is_the_best_of_its_candidate_latents(classifier):
                      _refinement(steps=1, lr=1e-9, candidates=3), seed=5)
     fresh = generator.latents(6, torch.Generator().manual_seed(5)).reshape(3, 2, -1)
     with torch.no_grad():
-        candidates = generator.embedding(
+        candidates = _weights(generator,
             values.repeat_interleave(3, dim=0), torch.cat([z[:, None], fresh], 1).flatten(0, 1)
         ).reshape(3, 3, -1)
     losses = loss(candidates.flatten(0, 1), values.repeat_interleave(3, dim=0)).reshape(3, 3)
@@ -482,7 +487,7 @@ def test_a_narrow_refinement_steps_the_images_nearest_their_targets_first(classi
     options = _refinement(steps=2, lr=1e-9, patience=0, candidates=2, width=1)
     kept, info = refine(generator, classifier, targets, generator.latents(3, seed=1), options,
                         done=record)
-    images = torch.sigmoid(generator.logits(kept, SIZE))
+    images = torch.sigmoid(generator.program_logits(kept, SIZE))
     prediction = classify(classifier, generator.space, [images], SIZE)
     losses = fit_per_image(generator.space, prediction, generator.space.as_tensor(targets),
                            "distance").detach()
@@ -492,15 +497,31 @@ def test_a_narrow_refinement_steps_the_images_nearest_their_targets_first(classi
     assert info["steps"] == 6 and info["image_steps"] == 6 and info["screened"] == 6
 
 
-def test_refined_embeddings_render_like_the_network_draws_them(classifier):
+def test_refined_programs_render_like_the_network_draws_them(classifier):
     generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
     z = generator.latents(2, seed=3)
     embedding, _ = refine(generator, classifier, [[3.0, 7.0]] * 2, z, _refinement(steps=3))
-    drawn = torch.sigmoid(generator.logits(embedding, 24)).detach()
+    drawn = torch.sigmoid(generator.program_logits(embedding, 24)).detach()
     drawn = (drawn.permute(0, 2, 3, 1) * 255).round().numpy()
     for renderer in ("numba", "torch"):
-        rendered = generator.render_embeddings(embedding, 24, renderer=renderer).astype(int)
+        rendered = generator.render_programs(embedding, 24, renderer=renderer).astype(int)
         assert np.abs(rendered - drawn).max() <= 2
+
+
+def test_program_weights_draw_the_network_and_refinement_moves_all_of_them(classifier):
+    generator = ConditionalGenerator(TargetSpace.from_model(classifier, "va"), SMALL)
+    values = generator.space.as_tensor([[3.0, 7.0], [6.0, 2.0]])
+    z = generator.latents(2, seed=3)
+    embedding = generator.embedding(values, z)
+    torch.testing.assert_close(generator.program_logits(generator.program_weights(embedding), 16),
+                               generator.logits(embedding, 16), atol=1e-5, rtol=1e-5)
+    start = _weights(generator, values, z).detach()
+    kept, _ = refine(generator, classifier, values, z, _refinement(steps=3))
+    hidden = SMALL.hidden
+    coords = (kept - start)[:, : hidden * 4].reshape(2, hidden, 4)[:, :, :3]
+    # the first layer's coordinate weights, which every embedding shares, differ per image
+    assert coords.abs().amax(dim=(1, 2)).min() > 0
+    assert not torch.allclose(kept[0, : hidden * 4], kept[1, : hidden * 4])
 
 
 def test_bad_refinement_options_are_config_errors(classifier):
@@ -705,7 +726,7 @@ def test_an_on_target_twin_of_a_finished_sibling_is_pushed_apart(classifier):
 
     def features(embedding):
         with torch.no_grad():
-            images = torch.sigmoid(generator.logits(embedding, SIZE))
+            images = torch.sigmoid(generator.program_logits(embedding, SIZE))
             out = classify(classifier, generator.space, [images], SIZE)["embedding"]
         return torch.nn.functional.normalize(out, dim=1)
 

@@ -31,7 +31,8 @@ def _generator() -> ConditionalGenerator:
 def test_programs_render_as_the_reference_evaluates_them():
     generator = _generator()
     targets = torch.tensor([[2.0, 8.0], [7.0, 3.0]])
-    programs = generator.net.programs(generator.embedding(targets, generator.latents(2, 1)))
+    embedding = generator.embedding(targets, generator.latents(2, 1))
+    programs = generator.net.programs(generator.program_weights(embedding))
     images = render_program(programs, (12, 20), output_range=(0.0, 1.0))
     coords = coordinates(12, 20)
     inputs = ("x", "y", "r", "bias")

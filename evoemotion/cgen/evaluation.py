@@ -29,7 +29,7 @@ import torch
 
 from evoemotion.cgen.config import Refinement
 from evoemotion.cgen.network import ConditionalGenerator
-from evoemotion.cgen.refinement import embeddings
+from evoemotion.cgen.refinement import programs
 from evoemotion.errors import ConfigError
 from evoemotion.progress import Progress
 
@@ -70,9 +70,9 @@ class Evaluation:
         refined: The refinement's summary (:func:`~evoemotion.cgen.refinement.refine`: steps,
             seconds, image steps, shares done and stalled), empty when the samples were not
             refined.
-        embeddings: ``(T, n, embed_dim)`` the embeddings the images were rendered from
-            (refined ones after a refinement; render them again at any size with
-            :meth:`~evoemotion.cgen.network.ConditionalGenerator.render_embeddings`).
+        programs: ``(T, n, W)`` the CPPN weights the images were rendered from (refined
+            ones after a refinement; render them again at any size with
+            :meth:`~evoemotion.cgen.network.ConditionalGenerator.render_programs`).
     """
 
     kind: str
@@ -89,7 +89,7 @@ class Evaluation:
     tolerance: float | None = None
     archive: dict[str, Any] | None = field(default=None)
     refined: dict[str, float] = field(default_factory=dict)
-    embeddings: np.ndarray | None = None
+    programs: np.ndarray | None = None
 
     @property
     def reached(self) -> np.ndarray:
@@ -247,7 +247,7 @@ def evaluate(
         spec, archive, targets = _regression_targets(space, scorer, spec, cells)
     z = generator.latents(len(targets) * latents, seed)
     repeated = np.repeat(targets, latents, axis=0)
-    embedding, refined = embeddings(
+    weights, refined = programs(
         generator,
         repeated,
         z,
@@ -257,9 +257,9 @@ def evaluate(
         progress=progress,
         seed=int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]),  # apart from z's
     )
-    embedding = embedding.reshape(len(targets), latents, -1)
+    weights = weights.reshape(len(targets), latents, -1)
     predictions, pixel_diversity, distances = _render_and_score(
-        generator, scorer, embedding, size, progress
+        generator, scorer, weights, size, progress
     )
     result = Evaluation(
         kind=space.kind,
@@ -273,7 +273,7 @@ def evaluate(
         tolerance=tolerance,
         archive=spec.to_dict() if spec else None,
         refined=refined,
-        embeddings=embedding.cpu().numpy(),
+        programs=weights.cpu().numpy(),
     )
     if space.categorical:
         result.hits = (1.0 - result.errors()) >= tolerance
@@ -344,18 +344,18 @@ def _on_target_test(
 def _render_and_score(
     generator: ConditionalGenerator,
     scorer: Any,
-    embedding: torch.Tensor,
+    weights: torch.Tensor,
     size: int,
     progress: Progress | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render the ``(T, latents, embed_dim)`` embeddings in chunks and score the images.
+    """Render the ``(T, latents, W)`` CPPN weights in chunks and score the images.
 
     Returns:
         ``(T, latents, width)`` predictions, ``(T,)`` pixel diversity and
         ``(T, latents, latents)`` embedding distances.
     """
     space = generator.space
-    n_targets, latents = embedding.shape[:2]
+    n_targets, latents = weights.shape[:2]
     width = len(space.names) if not space.categorical else len(scorer.class_names)
     predictions = np.empty((n_targets, latents, width))
     pixel_diversity = np.empty(n_targets)
@@ -363,8 +363,8 @@ def _render_and_score(
     per_chunk = max(1, CHUNK_IMAGES // latents)
     for start in range(0, n_targets, per_chunk):
         chunk = slice(start, min(start + per_chunk, n_targets))
-        flat = embedding[chunk].reshape(-1, embedding.shape[-1])
-        images = generator.render_embeddings(flat, size)
+        flat = weights[chunk].reshape(-1, weights.shape[-1])
+        images = generator.render_programs(flat, size)
         out = scorer.score(images)
         names = ["probs"] if space.categorical else space.names
         values = out["probs"] if space.categorical else out.table(names)

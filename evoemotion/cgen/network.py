@@ -126,11 +126,12 @@ class ConditionalCPPN(nn.Module):
             nn.init.zeros_(film.weight)
             nn.init.zeros_(film.bias)
 
-    def _activate(self, h: torch.Tensor) -> torch.Tensor:
-        parts = h.split(self._groups, dim=-1)
+    def _activate(self, h: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        """The hidden activations, the units along ``dim``."""
+        parts = h.split(self._groups, dim=dim)
         return torch.cat(
             [ACTIVATIONS[name](part) for name, part in zip(self.activations, parts, strict=True)],
-            dim=-1,
+            dim=dim,
         )
 
     def embedding(self, z: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
@@ -165,78 +166,106 @@ class ConditionalCPPN(nn.Module):
         """
         return torch.sigmoid(self.logits(coords, embedding))
 
-    @torch.no_grad()
-    def colours(self, coords: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` without gradients, faster: the same numbers up to rounding.
+    def program_weights(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Each image as the flat weights of a plain CPPN (differentiable).
 
-        Each image's feature-wise modulation is folded into its layer weights, and units
-        are kept along the first axis (``units x pixels``), so every layer is one matrix
-        product and every activation group one contiguous in-place operation.
-
-        Args:
-            coords: ``(P, 3)`` pixel inputs from :func:`coordinates`.
-            embedding: ``(N, embed_dim)`` from :meth:`embedding`.
-
-        Returns:
-            ``(N, P, 3)`` colours in [0, 1].
-        """
-        first = torch.addmm(self.coords.bias[:, None], self.coords.weight, coords.T)
-        code = self.code(embedding)
-        hidden = self._folded_layers(embedding)
-        bias = self.out.bias + self.tint(embedding)
-        out = torch.empty((len(embedding), 3, len(coords)), device=coords.device)
-        h, spare = torch.empty_like(first), torch.empty_like(first)
-        for i in range(len(embedding)):
-            torch.add(first, code[i][:, None], out=h)
-            self._activate_rows(h)
-            for weight, offset in hidden:
-                torch.addmm(offset[i][:, None], weight[i], h, out=spare)
-                h, spare = spare, h
-                self._activate_rows(h)
-            torch.addmm(bias[i][:, None], self.out.weight, h, out=out[i])
-        return out.sigmoid_().transpose(1, 2)
-
-    def _folded_layers(self, embedding: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Each hidden layer after the first as per-image plain weights ``(N, out, in)`` and
-        biases ``(N, out)``: its feature-wise modulation folded in, ``W (1 + scale)`` and
-        ``b (1 + scale) + shift``, so the layer is ``act(weight @ h + bias)``."""
-        folded = []
-        for layer, film in zip(self.layers, self.films, strict=True):
-            scale, shift = film(embedding).chunk(2, dim=-1)
-            gain = 1.0 + scale
-            folded.append((layer.weight * gain[:, :, None], layer.bias * gain + shift))
-        return folded
-
-    @torch.no_grad()
-    def programs(self, embedding: torch.Tensor) -> GraphProgram:
-        """The images of :meth:`colours` as CPPN node programs for the Numba renderer.
-
-        Every image is a plain CPPN once its embedding is fixed: inputs x, y, r and a bias,
-        one node per hidden unit (the feature-wise modulation folded into its incoming
-        weights and bias), three sigmoid output nodes. Rendered with
-        :func:`evoemotion.render.render_program` and ``output_range=(0, 1)``, it gives the
-        same image up to the renderer's float32 approximations (a few levels of 255).
+        Once its embedding is fixed, every image is a CPPN of one shape: inputs x, y, r and
+        a bias, one node per hidden unit (the feature-wise modulation folded into its
+        incoming weights and bias, ``W (1 + scale)`` and ``b (1 + scale) + shift``), three
+        output nodes. Per node its incoming weights, the bias slot's last; first-layer
+        nodes first, then each hidden layer, then the outputs.
 
         Args:
             embedding: ``(N, embed_dim)`` from :meth:`embedding`.
 
         Returns:
-            The batch's programs (all of one shape, the weights differ).
+            ``(N, W)`` weights (:meth:`program_logits` draws them, :meth:`programs` makes
+            node programs of them); test-time refinement steps them.
         """
         n = len(embedding)
         code = self.code(embedding)
-        # Per image, each computed node's incoming weights, the bias slot's weight last.
         blocks = [
             torch.cat(
                 [self.coords.weight.expand(n, -1, -1), (self.coords.bias + code)[:, :, None]],
                 dim=2,
             )
         ]
-        for weight, offset in self._folded_layers(embedding):
-            blocks.append(torch.cat([weight, offset[:, :, None]], dim=2))
+        for layer, film in zip(self.layers, self.films, strict=True):
+            scale, shift = film(embedding).chunk(2, dim=-1)
+            gain = 1.0 + scale
+            weight = layer.weight * gain[:, :, None]
+            blocks.append(torch.cat([weight, (layer.bias * gain + shift)[:, :, None]], dim=2))
         bias = self.out.bias + self.tint(embedding)
         blocks.append(torch.cat([self.out.weight.expand(n, -1, -1), bias[:, :, None]], dim=2))
-        weight = torch.cat([block.reshape(n, -1) for block in blocks], dim=1)
+        return torch.cat([block.reshape(n, -1) for block in blocks], dim=1)
+
+    def _blocks(self, weights: torch.Tensor) -> list[torch.Tensor]:
+        """Split :meth:`program_weights` into per-layer ``(N, units, inputs + 1)`` blocks."""
+        hidden = self.coords.out_features
+        shapes = [(hidden, 4)] + [(hidden, hidden + 1)] * len(self.layers) + [(3, hidden + 1)]
+        parts = weights.split([rows * cols for rows, cols in shapes], dim=1)
+        n = len(weights)
+        return [part.reshape(n, *shape) for part, shape in zip(parts, shapes, strict=True)]
+
+    def program_logits(self, coords: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The output pre-activations of the CPPNs :meth:`program_weights` describes.
+
+        Args:
+            coords: ``(P, 3)`` pixel inputs from :func:`coordinates`.
+            weights: ``(N, W)`` from :meth:`program_weights` (or refined ones).
+
+        Returns:
+            ``(N, 3, P)`` unbounded values; their sigmoid is the colour.
+        """
+        first, *hidden, out = self._blocks(weights)
+        h = self._activate(first[:, :, :3] @ coords.T + first[:, :, 3:], 1)
+        for block in hidden:
+            h = self._activate(block[:, :, :-1] @ h + block[:, :, -1:], 1)
+        return out[:, :, :-1] @ h + out[:, :, -1:]
+
+    @torch.no_grad()
+    def colours(self, coords: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """:meth:`program_logits`' colours without gradients, in bounded memory.
+
+        Image by image, units along the first axis (``units x pixels``), so every layer is
+        one matrix product and every activation group one contiguous in-place operation.
+
+        Args:
+            coords: ``(P, 3)`` pixel inputs from :func:`coordinates`.
+            weights: ``(N, W)`` from :meth:`program_weights`.
+
+        Returns:
+            ``(N, P, 3)`` colours in [0, 1].
+        """
+        blocks = self._blocks(weights)
+        out = torch.empty((len(weights), 3, len(coords)), device=coords.device)
+        for i in range(len(weights)):
+            first = blocks[0][i]
+            h = torch.addmm(first[:, 3:], first[:, :3], coords.T)
+            self._activate_rows(h)
+            for block in blocks[1:-1]:
+                h = torch.addmm(block[i][:, -1:], block[i][:, :-1], h)
+                self._activate_rows(h)
+            last = blocks[-1][i]
+            torch.addmm(last[:, -1:], last[:, :-1], h, out=out[i])
+        return out.sigmoid_().transpose(1, 2)
+
+    @torch.no_grad()
+    def programs(self, weights: torch.Tensor) -> GraphProgram:
+        """CPPN weights (:meth:`program_weights`) as node programs for the Numba renderer.
+
+        Rendered with :func:`evoemotion.render.render_program` and ``output_range=(0, 1)``,
+        they give the images of :meth:`colours` up to the renderer's float32
+        approximations (a few levels of 255).
+
+        Args:
+            weights: ``(N, W)`` from :meth:`program_weights` (or refined ones).
+
+        Returns:
+            The batch's programs (all of one shape, the weights differ).
+        """
+        n = len(weights)
+        blocks = self._blocks(weights)
         # Slots: x, y, r, bias, then the hidden layers' units, then the three outputs.
         unit_codes = [
             RENDER_ACTIVATION_CODES[name]
@@ -257,7 +286,7 @@ class ConditionalCPPN(nn.Module):
             act=np.tile(np.array(act, np.int32), (n, 1)),
             ptr=np.tile(ptr, (n, 1)),
             src=np.tile(np.array(src, np.int32), (n, 1)),
-            weight=np.ascontiguousarray(weight.float().cpu().numpy()),
+            weight=np.ascontiguousarray(weights.float().cpu().numpy()),
             n_slots=np.full(n, len(act), np.int32),
             outputs=np.tile(np.arange(len(act) - 3, len(act), dtype=np.int32), (n, 1)),
         )
@@ -390,7 +419,8 @@ class ConditionalGenerator(nn.Module):
 
         Training reads them to keep the colours out of the sigmoid's flat ends, where
         their gradient vanishes (``GeneratorTrainConfig.saturation_weight``); test-time
-        refinement (:mod:`evoemotion.cgen.refinement`) steps the embeddings themselves.
+        refinement (:mod:`evoemotion.cgen.refinement`) steps each image's CPPN weights
+        (:meth:`program_logits`).
 
         Args:
             embedding: ``(N, embed_dim)`` from :meth:`embedding`.
@@ -402,6 +432,26 @@ class ConditionalGenerator(nn.Module):
         height, width = image_size(size)
         values = self.net.logits(coordinates(height, width, device=self.device), embedding)
         return values.reshape(len(embedding), height, width, 3).permute(0, 3, 1, 2)
+
+    def program_weights(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Each image of an embedding as the flat weights of a plain CPPN
+        (:meth:`ConditionalCPPN.program_weights`), ``(N, W)``."""
+        return self.net.program_weights(embedding)
+
+    def program_logits(self, weights: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+        """:meth:`logits` of per-image CPPN weights (:meth:`program_weights`), differentiable
+        with respect to every weight.
+
+        Args:
+            weights: ``(N, W)`` CPPN weights.
+            size: Side or ``(height, width)``.
+
+        Returns:
+            ``(N, 3, H, W)`` unbounded values; their sigmoid is the image.
+        """
+        height, width = image_size(size)
+        values = self.net.program_logits(coordinates(height, width, device=self.device), weights)
+        return values.reshape(len(weights), 3, height, width)
 
     @torch.no_grad()
     def render(
@@ -439,18 +489,17 @@ class ConditionalGenerator(nn.Module):
             values = values.expand(len(z), *values.shape[1:])
         if len(values) != len(z):
             raise ConfigError(f"got {len(values)} targets for {len(z)} latents")
-        return self.render_embeddings(
-            self.embedding(values, z.to(self.device)), size, renderer=renderer
-        )
+        embedding = self.embedding(values, z.to(self.device))
+        return self.render_programs(self.program_weights(embedding), size, renderer=renderer)
 
     @torch.no_grad()
-    def render_embeddings(
-        self, embedding: torch.Tensor, size: int | Sequence[int], *, renderer: str = "auto"
+    def render_programs(
+        self, weights: torch.Tensor, size: int | Sequence[int], *, renderer: str = "auto"
     ) -> np.ndarray:
-        """:meth:`render` for per-image embeddings (e.g. refined ones) instead of targets.
+        """:meth:`render` for per-image CPPN weights (e.g. refined ones) instead of targets.
 
         Args:
-            embedding: ``(N, embed_dim)``, as :meth:`embedding` gives them.
+            weights: ``(N, W)``, as :meth:`program_weights` gives them.
             size: Side or ``(height, width)``.
             renderer: ``"auto"``, ``"numba"`` or ``"torch"`` (see :meth:`render`).
 
@@ -463,19 +512,19 @@ class ConditionalGenerator(nn.Module):
         if renderer not in RENDERERS:
             raise ConfigError(f"renderer {renderer!r} is not one of {', '.join(RENDERERS)}")
         height, width = image_size(size)
-        embedding = embedding.detach().to(self.device)
+        weights = weights.detach().to(self.device)
         if renderer == "numba" or (renderer == "auto" and self.device.type == "cpu"):
-            programs = self.net.programs(embedding)
+            programs = self.net.programs(weights)
             return render_program(programs, (height, width), output_range=(0.0, 1.0))
-        out = np.empty((len(embedding), height, width, 3), dtype=np.uint8)
+        out = np.empty((len(weights), height, width, 3), dtype=np.uint8)
         per_image = max(1, RENDER_CHUNK // (height * width))
         band = max(1, RENDER_CHUNK // width)
-        for start in range(0, len(embedding), per_image):
-            stop = min(start + per_image, len(embedding))
+        for start in range(0, len(weights), per_image):
+            stop = min(start + per_image, len(weights))
             for row in range(0, height, band):
                 rows = slice(row, min(row + band, height))
                 rgb = self.net.colours(
-                    coordinates(height, width, rows, device=self.device), embedding[start:stop]
+                    coordinates(height, width, rows, device=self.device), weights[start:stop]
                 )
                 pixels = torch.round(rgb * 255.0).to(torch.uint8).cpu().numpy()
                 out[start:stop, rows] = pixels.reshape(stop - start, -1, width, 3)

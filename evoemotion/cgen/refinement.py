@@ -1,13 +1,18 @@
 """Test-time refinement: a few gradient steps that bring a generator's images onto target.
 
 A trained generator lands near its targets, not always in them: one network for every
-target trades precision for reach. Refinement finishes the job per image. Each image's
-embedding (what the generator makes of its target and latent: the vector that biases the
-first layer, modulates every hidden layer and tints the output) becomes a free variable,
-and Adam lowers the training fit loss (:func:`~evoemotion.cgen.training.fit_per_image`)
-through the frozen classifier, the generator's weights left as they are. Every image is
-refined on its own (the loss is a sum over images, and Adam's steps are per coordinate),
-starting from its own sample, so the latents' different pictures stay different pictures.
+target trades precision for reach. Refinement finishes the job per image. Each image is a
+plain CPPN once its embedding is fixed (:meth:`ConditionalGenerator.program_weights
+<evoemotion.cgen.network.ConditionalGenerator.program_weights>`); those CPPN weights, every
+one of them (first-layer coordinate weights, hidden layers, outputs), become the image's
+free variables, and Adam lowers the training fit loss
+(:func:`~evoemotion.cgen.training.fit_per_image`) through the frozen classifier, the
+generator left as it is. (Stepping only the embedding, which biases the first layer,
+modulates the hidden ones and tints the output, leaves every image the generator's shared
+spatial frequencies: on the benchmark's 10 x 10 ``va`` grid it reached 18-20 of MAP-Elites'
+27 cells, the weights all 27.) Every image is refined on its own (the loss is a sum over
+images, and Adam's steps are per coordinate), starting from its own sample, so the
+latents' different pictures stay different pictures.
 An image stops when it is on target (the caller's ``done`` test), or when ``patience``
 steps in a row have not lowered its loss (a target beyond what the classifier gives it,
 from where it started); with ``restarts`` it then starts again from a fresh latent, or,
@@ -21,8 +26,8 @@ spends the gradient steps on promising starts.
 
 A refined image is still a plain CPPN (:meth:`ConditionalCPPN.programs
 <evoemotion.cgen.network.ConditionalCPPN.programs>`): it renders at any resolution, with
-Numba, from its embedding (:meth:`ConditionalGenerator.render_embeddings
-<evoemotion.cgen.network.ConditionalGenerator.render_embeddings>`).
+Numba, from its weights (:meth:`ConditionalGenerator.render_programs
+<evoemotion.cgen.network.ConditionalGenerator.render_programs>`).
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ def refine(
     progress: Progress | None = None,
     seed: int = 0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Refine the embeddings of (target, latent) pairs towards their targets.
+    """Refine the CPPN weights of (target, latent) pairs' images towards their targets.
 
     Args:
         generator: The trained generator (left unchanged).
@@ -77,8 +82,8 @@ def refine(
         seed: Seeds the fresh latents of restarts (:attr:`Refinement.restarts`).
 
     Returns:
-        The ``(N, embed_dim)`` refined embeddings (render them with
-        :meth:`ConditionalGenerator.render_embeddings`): for an image marked done the one
+        The ``(N, W)`` refined CPPN weights (render them with
+        :meth:`ConditionalGenerator.render_programs`): for an image marked done the one
         judged on target, else the one with the lowest fit loss measured over all its
         starts (the starting sample's, if no step improved on it); and a summary: ``steps``
         (passes made, each stepping up to :attr:`Refinement.width` images), ``seconds``,
@@ -96,11 +101,11 @@ def refine(
         raise ConfigError(f"got {len(values)} targets for {len(z)} latents")
     fresh = torch.Generator().manual_seed(int(seed))
     start = time.perf_counter()  # the screening of the first starts counts too
-    start_embedding, priority = _screened(generator, model, values, refinement, fresh, z)
+    start_weights, priority = _screened(generator, model, values, refinement, fresh, z)
     # one leaf per image, so that a restart can give one image a fresh Adam state
-    params = [row.clone().requires_grad_(True) for row in start_embedding]
+    params = [row.clone().requires_grad_(True) for row in start_weights]
     optimizer = torch.optim.Adam(params, lr=refinement.lr)
-    kept = start_embedding.clone()  # per image: the best embedding measured so far
+    kept = start_weights.clone()  # per image: the best weights measured so far
     best = torch.full((len(z),), math.inf)  # the lowest loss over all starts
     trail = best.clone()  # the lowest loss of the current start
     stale = torch.zeros(len(z), dtype=torch.long)
@@ -279,7 +284,7 @@ def _restart(
     fresh: torch.Generator,
     priority: torch.Tensor,
 ) -> None:
-    """Give the images ``rows`` (a mask) the embeddings of fresh latents (screened, see
+    """Give the images ``rows`` (a mask) the CPPN weights of fresh latents (screened, see
     :func:`_screened`; their ``priority`` becomes the screened loss) and new Adam states."""
     picked = torch.nonzero(rows).squeeze(1)
     if not len(picked):
@@ -354,12 +359,12 @@ def _screened(
     fresh: torch.Generator,
     z: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Start embeddings for images of targets ``values``: per image, of
+    """Start CPPN weights for images of targets ``values``: per image, of
     :attr:`Refinement.candidates` latents (``z``'s row first where given, the rest drawn
     from ``fresh``), the one whose image has the lowest fit loss.
 
     Returns:
-        ``(N, embed_dim)`` embeddings (no gradient) and ``(N,)`` their fit losses on the
+        ``(N, W)`` CPPN weights (no gradient) and ``(N,)`` their fit losses on the
         CPU (zeros with one candidate: not scored).
     """
     count, n = refinement.candidates, len(values)
@@ -368,8 +373,10 @@ def _screened(
     if z is not None:
         drawn = torch.cat([z.to(generator.device)[:, None], drawn], dim=1)
     with torch.no_grad():
-        embedding = generator.embedding(
-            values.repeat_interleave(count, dim=0), drawn.reshape(n * count, -1)
+        embedding = generator.program_weights(
+            generator.embedding(
+                values.repeat_interleave(count, dim=0), drawn.reshape(n * count, -1)
+            )
         )
         if count == 1:
             return embedding, torch.zeros(n)
@@ -384,31 +391,32 @@ def _screened(
 def _losses(
     generator: ConditionalGenerator,
     model: Any,
-    embedding: torch.Tensor,
+    weights: torch.Tensor,
     targets: torch.Tensor,
     refinement: Refinement,
 ) -> torch.Tensor:
-    """``(n,)`` fit losses (:func:`_fit`) of the images of ``embedding`` towards ``targets``
-    on the CPU, without gradients, in chunks of :data:`REFINE_CHUNK`."""
-    if not len(embedding):
+    """``(n,)`` fit losses (:func:`_fit`) of the images of CPPN weights ``weights`` towards
+    ``targets`` on the CPU, without gradients, in chunks of :data:`REFINE_CHUNK`."""
+    if not len(weights):
         return torch.zeros(0)
-    chunks = torch.arange(len(embedding), device=embedding.device).split(REFINE_CHUNK)
+    chunks = torch.arange(len(weights), device=weights.device).split(REFINE_CHUNK)
     with torch.no_grad():
         return torch.cat(
-            [_fit(generator, model, embedding[c], targets[c], refinement)[1].cpu() for c in chunks]
+            [_fit(generator, model, weights[c], targets[c], refinement)[1].cpu() for c in chunks]
         )
 
 
 def _fit(
     generator: ConditionalGenerator,
     model: Any,
-    embedding: torch.Tensor,
+    weights: torch.Tensor,
     targets: torch.Tensor,
     refinement: Refinement,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """The classifier's outputs (:func:`classify`) for the images of ``embedding`` drawn at
-    the refinement's sizes, and their ``(n,)`` fit losses towards ``targets``."""
-    images = torch.sigmoid(generator.logits(embedding, refinement.size))
+    """The classifier's outputs (:func:`classify`) for the images of CPPN weights
+    ``weights`` drawn at the refinement's sizes, and their ``(n,)`` fit losses towards
+    ``targets``."""
+    images = torch.sigmoid(generator.program_logits(weights, refinement.size))
     prediction = classify(model, generator.space, [images], refinement.classifier_size)
     return prediction, fit_per_image(generator.space, prediction, targets, refinement.fit_loss)
 
@@ -433,7 +441,7 @@ def _next_rows(
     return rows[order[:width]].sort().values
 
 
-def embeddings(
+def programs(
     generator: ConditionalGenerator,
     targets: Any,
     z: torch.Tensor,
@@ -444,7 +452,7 @@ def embeddings(
     progress: Progress | None = None,
     seed: int = 0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The embeddings to render for (target, latent) pairs: refined when asked, else drawn.
+    """The CPPN weights to render for (target, latent) pairs: refined when asked, else drawn.
 
     Args:
         generator: The generator.
@@ -452,13 +460,15 @@ def embeddings(
         z: ``(N, latent_dim)`` latents.
         model: The classifier the generator was trained against (needed to refine).
         refinement: :func:`refine` with these options; ``None`` or 0 steps: the
-            generator's own embeddings, as drawn.
+            generator's own images, as drawn.
         done: See :func:`refine`.
         progress: See :func:`refine`.
         seed: See :func:`refine`.
 
     Returns:
-        ``(N, embed_dim)`` embeddings and :func:`refine`'s summary (empty when not refined).
+        ``(N, W)`` CPPN weights (:meth:`ConditionalGenerator.program_weights
+        <evoemotion.cgen.network.ConditionalGenerator.program_weights>`) and
+        :func:`refine`'s summary (empty when not refined).
 
     Raises:
         ConfigError: refinement without a model, or invalid targets.
@@ -471,7 +481,7 @@ def embeddings(
         )
     with torch.no_grad():
         values = generator.space.as_tensor(targets, generator.device)
-        return generator.embedding(values, z.to(generator.device)), {}
+        return generator.program_weights(generator.embedding(values, z.to(generator.device))), {}
 
 
 def _readable(prediction: dict[str, torch.Tensor]) -> np.ndarray:

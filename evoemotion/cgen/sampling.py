@@ -19,7 +19,7 @@ import numpy as np
 
 from evoemotion.cgen.config import Refinement
 from evoemotion.cgen.network import ConditionalGenerator
-from evoemotion.cgen.refinement import embeddings
+from evoemotion.cgen.refinement import programs
 from evoemotion.errors import ConfigError
 from evoemotion.progress import Progress
 
@@ -140,7 +140,7 @@ def render_targets(
             steps when refining).
         renderer: See :meth:`ConditionalGenerator.render`.
         model: The classifier the generator was trained against (for ``refinement``).
-        refinement: Refine each image's embedding towards its target through ``model``
+        refinement: Refine each image's CPPN weights towards its target through ``model``
             before rendering (:func:`~evoemotion.cgen.refinement.refine`, every step taken);
             ``None`` or 0 steps: the generator's samples as drawn.
 
@@ -153,12 +153,12 @@ def render_targets(
     targets = generator.space.check(targets)
     if len(targets) == 1:
         targets = np.repeat(targets, len(z), axis=0)
-    embedding, _ = embeddings(
+    weights, _ = programs(
         generator, targets, z, model=model, refinement=refinement, progress=progress
     )
     images = np.empty((len(z), size, size, 3), dtype=np.uint8)
     for i in range(len(z)):
-        images[i] = generator.render_embeddings(embedding[i : i + 1], size, renderer=renderer)[0]
+        images[i] = generator.render_programs(weights[i : i + 1], size, renderer=renderer)[0]
         if progress is not None:
             progress("render", 1, len(z), None)
     return images

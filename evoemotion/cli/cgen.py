@@ -67,7 +67,8 @@ def _unit(stage: str) -> str:
 def _add_refine(parser: argparse.ArgumentParser, *, timed: bool = False) -> None:
     group = parser.add_argument_group(
         "refinement",
-        "test-time refinement: Adam steps on each image's embedding through the classifier, "
+        "test-time refinement: Adam steps on each image's CPPN weights through the "
+        "classifier, "
         "towards its target, the generator's weights unchanged"
         + ("; each image stops once it is on target" if timed else ""),
     )
