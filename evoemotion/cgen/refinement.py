@@ -2,7 +2,7 @@
 
 A trained generator lands near its targets, not always in them: one network for every
 target trades precision for reach. Refinement finishes the job per image. Each image is a
-plain CPPN once its embedding is fixed (:meth:`ConditionalGenerator.program_weights
+plain CPPN once its target and latent are fixed (:meth:`ConditionalGenerator.program_weights
 <evoemotion.cgen.network.ConditionalGenerator.program_weights>`); those CPPN weights, every
 one of them (first-layer coordinate weights, hidden layers, outputs), become the image's
 free variables, and Adam lowers the training fit loss
@@ -124,25 +124,25 @@ def refine(
             optimizer.zero_grad(set_to_none=True)
             first = _reached_targets(groups, finished)
             rows = _next_rows(active, trail, priority, refinement.width, first)
-            predictions, fits, embeddings, features, nearest = [], [], [], [], []
+            predictions, fits, stepped, features, nearest = [], [], [], [], []
             for chunk in rows.split(REFINE_CHUNK):
                 leaves = [params[i] for i in chunk.tolist()]
-                embedding = torch.stack(leaves)
-                prediction, fit = _fit(generator, model, embedding, values[chunk], refinement)
+                weights = torch.stack(leaves)
+                prediction, fit = _fit(generator, model, weights, values[chunk], refinement)
                 feature = torch.nn.functional.normalize(prediction["embedding"], dim=1)
                 hinge, near = _twins(feature, chunk, marks, finished, groups, refinement.distinct)
                 fit = fit + refinement.repel * hinge
                 features.append(feature.detach())
                 nearest.append(near)
-                # gradients for the embeddings only: none for the classifier's weights,
-                # whether or not the caller froze them
+                # gradients for the images' CPPN weights only, none for the classifier's
+                # (whether or not the caller froze them)
                 for leaf, grad in zip(leaves, torch.autograd.grad(fit.sum(), leaves), strict=True):
                     leaf.grad = grad
                 predictions.append(_readable(prediction))
                 fits.append(fit.detach().cpu())
-                embeddings.append(embedding.detach())
+                stepped.append(weights.detach())
             # judged on this step's images, before the step moves them
-            fit, current, feature = torch.cat(fits), torch.cat(embeddings), torch.cat(features)
+            fit, current, feature = torch.cat(fits), torch.cat(stepped), torch.cat(features)
             if marks is None:
                 marks = feature.new_zeros((len(z), feature.shape[1]))
             better = fit < best[rows]
@@ -289,10 +289,10 @@ def _restart(
     picked = torch.nonzero(rows).squeeze(1)
     if not len(picked):
         return
-    embedding, fits = _screened(
+    weights, fits = _screened(
         generator, model, values[picked.to(values.device)], refinement, fresh
     )
-    _begin(params, optimizer, priority, picked, embedding, fits)
+    _begin(params, optimizer, priority, picked, weights, fits)
 
 
 def _begin(
@@ -300,14 +300,14 @@ def _begin(
     optimizer: torch.optim.Optimizer,
     priority: torch.Tensor,
     picked: torch.Tensor,
-    embedding: torch.Tensor,
+    weights: torch.Tensor,
     losses: torch.Tensor,
 ) -> None:
-    """Start the images ``picked`` (indices) again from ``embedding``'s rows, with new Adam
+    """Start the images ``picked`` (indices) again from the rows of ``weights``, with new Adam
     states; their ``priority`` becomes ``losses`` (the starts' fit losses)."""
     priority[picked] = losses
     with torch.no_grad():
-        for i, row in zip(picked.tolist(), embedding, strict=True):
+        for i, row in zip(picked.tolist(), weights, strict=True):
             params[i].copy_(row)
             optimizer.state.pop(params[i], None)
 
@@ -373,19 +373,19 @@ def _screened(
     if z is not None:
         drawn = torch.cat([z.to(generator.device)[:, None], drawn], dim=1)
     with torch.no_grad():
-        embedding = generator.program_weights(
+        weights = generator.program_weights(
             generator.embedding(
                 values.repeat_interleave(count, dim=0), drawn.reshape(n * count, -1)
             )
         )
         if count == 1:
-            return embedding, torch.zeros(n)
+            return weights, torch.zeros(n)
         fits = _losses(
-            generator, model, embedding, values.repeat_interleave(count, dim=0), refinement
+            generator, model, weights, values.repeat_interleave(count, dim=0), refinement
         )
         least, best = fits.reshape(n, count).min(dim=1)
-    rows = torch.arange(n, device=embedding.device)
-    return embedding.reshape(n, count, -1)[rows, best.to(embedding.device)], least
+    rows = torch.arange(n, device=weights.device)
+    return weights.reshape(n, count, -1)[rows, best.to(weights.device)], least
 
 
 def _losses(
