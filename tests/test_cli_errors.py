@@ -86,3 +86,16 @@ def test_a_full_disk_while_checkpointing_gives_one_line_and_the_run_resumes(
     assert main(["resume", str(out), "--iterations", "2"]) == 0
     with open(out / "metrics.csv") as fh:
         assert [int(r["iteration"]) for r in csv.DictReader(fh)] == [1, 2]
+
+
+def test_a_bad_reachability_genotype_fails_before_any_ascent(classifier, monkeypatch, capsys):
+    import evoemotion.emotion.reachability as reachability
+
+    def no_ascent(*args, **kwargs):
+        raise AssertionError("the pixel ascent ran before the genotype was checked")
+
+    monkeypatch.setattr(reachability, "pixel_ascent", no_ascent)
+    argv = ["evaluate", str(classifier), "--reachability", "--genotype", "no-such-preset"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no-such-preset" in err, err

@@ -79,6 +79,14 @@ def test_unknown_name_lists_where_it_looked_and_what_exists(tmp_path, monkeypatc
         load_genotype(tmp_path / "missing.toml")
 
 
+def test_a_folder_reached_two_ways_is_searched_once(monkeypatch):
+    monkeypatch.chdir(PROJECT_ROOT)  # its ./genotypes is the project's own
+    monkeypatch.delenv("EVOEMOTION_GENOTYPES", raising=False)
+    with pytest.raises(ConfigError) as err:
+        load_genotype("no-such-preset")
+    assert str(err.value).count(str(PROJECT_ROOT / "genotypes")) == 1, err.value
+
+
 @pytest.mark.parametrize(
     ("edit", "field", "words"),
     [

@@ -542,6 +542,13 @@ def _run_reachability(model, args) -> int:
     size = args.size or model.metadata.get("recommended_scoring_size") or 128
     if args.steps < 1 or args.restarts < 1:
         raise ConfigError(f"--steps {args.steps} and --restarts {args.restarts} must be >= 1")
+    genotype = None
+    if args.genotype != "none":  # a bad preset fails here, before any ascent
+        from evoemotion.genotypes import load_genotype
+        from evoemotion.render.differentiable import check_differentiable, render_torch
+
+        genotype = load_genotype(args.genotype)
+        check_differentiable(genotype)
     bars = Bars(_unit)
     results = {
         "pixels": pixel_ascent(
@@ -555,12 +562,7 @@ def _run_reachability(model, args) -> int:
         )
     }
     bars.close()
-    if args.genotype != "none":
-        from evoemotion.genotypes import load_genotype
-        from evoemotion.render.differentiable import check_differentiable, render_torch
-
-        genotype = load_genotype(args.genotype)
-        check_differentiable(genotype)
+    if genotype is not None:
         starts = np.stack(genotype.random(np.random.default_rng(args.seed), args.restarts))
         results[genotype.name] = genome_ascent(
             model,

@@ -212,7 +212,7 @@ def search_dirs() -> list[Path]:
         dirs.append(Path(env).expanduser())
     dirs.append(Path.cwd() / "genotypes")
     dirs.append(PROJECT_ROOT / "genotypes")
-    return dirs
+    return list(dict.fromkeys(d.resolve() for d in dirs))  # each folder once, in order
 
 
 def available_presets() -> list[str]:
