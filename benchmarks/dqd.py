@@ -22,7 +22,8 @@ machine (what a GPU, where the backward passes are cheap, would see more of).
 
     python benchmarks/dqd.py [--seconds 300 | --evaluations N] [--seeds 2]
         [--archives va,categorical,per-class]
-        [--algorithms cma-mega,omg-mega,iso-line,random,descent] [--sigma 1.0] [--lr 1.0]
+        [--algorithms cma-mega,cma-mega-paper,omg-mega,iso-line,random,descent]
+        [--sigma S] [--lr L] [--optimizer O] [--restart R]
         [--device cpu|cuda]
 """
 
@@ -51,9 +52,12 @@ CELLS = {"va": 20, "categorical": 1024, "per-class": None}
 def variants(args: argparse.Namespace) -> dict[str, tuple[str, dict]]:
     """Label -> (algorithm, options) of every compared search."""
     dqd = {"emitters": args.emitters, "sigma": args.sigma, "lr": args.lr,
-           "optimizer": args.optimizer}
+           "optimizer": args.optimizer, "restart": args.restart}
     return {
         "cma-mega": ("dqd", {"emitter": "cma-mega", **dqd}),
+        "cma-mega-paper": ("dqd", {"emitter": "cma-mega", **{key: DQD_DEFAULTS[key] for key in
+                                                             ("emitters", "sigma", "lr",
+                                                              "optimizer", "restart")}}),
         "cma-maega": ("dqd", {"emitter": "cma-maega", **dqd}),
         "omg-mega": ("dqd", {"emitter": "omg-mega", **dqd, "sigma": args.omg_sigma}),
         "iso-line": ("map-elites", {"emitter": "iso-line"}),
@@ -184,18 +188,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="seeds per algorithm")
     parser.add_argument("--archives", default="va,categorical,per-class")
     parser.add_argument("--algorithms", default="cma-mega,omg-mega,iso-line,random",
-                        help="comma-separated: cma-mega, cma-maega, omg-mega, iso-line, "
+                        help="comma-separated: cma-mega, cma-mega-paper (the paper's settings "
+                        "on every kind: DQD_DEFAULTS), cma-maega, omg-mega, iso-line, "
                         "random, descent (per-target descent; not on per-class)")
     parser.add_argument("--batch-size", type=int, default=64, help="genomes per iteration")
-    parser.add_argument("--emitters", type=int, default=DQD_DEFAULTS["emitters"],
-                        help="DQD emitters")
-    parser.add_argument("--sigma", type=float, default=DQD_DEFAULTS["sigma"],
-                        help="CMA-MEGA sigma0")
+    parser.add_argument("--emitters", type=int, default=None,
+                        help="DQD emitters (default: the archive kind's, DqdSearch)")
+    parser.add_argument("--sigma", type=float, default=None,
+                        help="CMA-MEGA sigma0 (default: the archive kind's)")
     parser.add_argument("--omg-sigma", type=float, default=1.0, help="OMG-MEGA sigma_g")
-    parser.add_argument("--lr", type=float, default=DQD_DEFAULTS["lr"],
-                        help="CMA-MEGA solution-point lr")
-    parser.add_argument("--optimizer", default=DQD_DEFAULTS["optimizer"],
-                        help="adam|gradient_ascent")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="CMA-MEGA solution-point lr (default: the archive kind's)")
+    parser.add_argument("--optimizer", default=None,
+                        help="adam|gradient_ascent (default: the archive kind's)")
+    parser.add_argument("--restart", default=None,
+                        help="no-improvement|basic (default: the archive kind's)")
     parser.add_argument("--classifier", default="default", help="checkpoint or 'default'")
     parser.add_argument("--genotype", default="cppn", help="flat CPPN preset")
     parser.add_argument("--render-size", type=int, default=64)

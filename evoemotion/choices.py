@@ -34,14 +34,33 @@ DQD_EMITTERS = ("cma-mega", "cma-maega", "omg-mega")
 #: ``--dqd-optimizer``: pyribs' gradient optimisers of the CMA-MEGA solution point.
 GRADIENT_OPTIMIZERS = ("adam", "gradient_ascent")
 
-#: Keyword defaults of :class:`~evoemotion.search.DqdSearch`.
+#: ``--dqd-restart``: when a CMA-MEGA emitter starts again from an archive elite (pyribs'
+#: ``restart_rule``): after an iteration in which no branch entered the archive, or only
+#: when its CMA-ES has converged.
+DQD_RESTARTS = ("no-improvement", "basic")
+
+#: Keyword defaults of :class:`~evoemotion.search.DqdSearch` (CMA-MAEGA restarts ``basic``).
 DQD_DEFAULTS = {
     "emitter": "cma-mega",
     "emitters": 4,
     "sigma": 1.0,
     "lr": 1.0,
     "optimizer": "gradient_ascent",
+    "restart": "no-improvement",
     "archive_lr": 0.1,
+}
+
+#: CMA-MEGA's defaults that differ on ``per-class``, whose measures have no gradient: every
+#: branch lies on the line of the objective's gradient, and a branch enters the archive
+#: only by beating its class's best image, so ``no-improvement`` restarts almost every
+#: iteration. Two emitters per class, small coefficient steps, Adam, converged restarts
+#: (``benchmarks/README.md``, DQD, seventh pass).
+DQD_PER_CLASS_DEFAULTS = {
+    "emitters": 2,
+    "sigma": 0.01,
+    "lr": 0.05,
+    "optimizer": "adam",
+    "restart": "basic",
 }
 
 #: ``--renderer`` values of the Evaluator: ``auto`` is ``torch`` for flat CPPNs on CUDA.

@@ -159,8 +159,9 @@ def _add_search_options(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--emitters",
         type=int,
-        default=MAP_ELITES_DEFAULTS["emitters"],
-        help="number of emitter instances sharing the batch (default: %(default)s)",
+        default=None,
+        help=f"number of emitter instances sharing the batch (default: "
+        f"{MAP_ELITES_DEFAULTS['emitters']}; two per class for dqd's cma-mega on per-class)",
     )
     run.add_argument(
         "--sigma",
@@ -379,7 +380,14 @@ def _add_novelty_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_dqd_options(parser: argparse.ArgumentParser) -> None:
-    from evoemotion.choices import DQD_DEFAULTS, DQD_EMITTERS, GRADIENT_OPTIMIZERS, RENDERERS
+    from evoemotion.choices import (
+        DQD_DEFAULTS,
+        DQD_EMITTERS,
+        DQD_PER_CLASS_DEFAULTS,
+        DQD_RESTARTS,
+        GRADIENT_OPTIMIZERS,
+        RENDERERS,
+    )
 
     group = parser.add_argument_group(
         "differentiable QD (--algorithm dqd; flat CPPN genotypes such as cppn and cppn-hsv; "
@@ -394,26 +402,48 @@ def _add_dqd_options(parser: argparse.ArgumentParser) -> None:
         "elites stepped along random gradient combinations (default: %(default)s). "
         "--emitters sets how many (per-class: at least one per class)",
     )
-    numbers = (
+    group.add_argument(
+        "--archive-lr",
+        type=float,
+        default=DQD_DEFAULTS["archive_lr"],
+        help="CMA-MAEGA's archive learning rate in (0, 1] (default: %(default)s)",
+    )
+    settings = (
         (
             "--dqd-sigma",
             "sigma",
-            "CMA-MEGA's initial coefficient step sigma0, OMG-MEGA's "
-            "sigma_g, on unit-length gradients",
+            float,
+            None,
+            "CMA-MEGA's initial coefficient step sigma0, "
+            "OMG-MEGA's sigma_g, on unit-length gradients",
         ),
-        ("--dqd-lr", "lr", "learning rate of the CMA-MEGA solution point"),
-        ("--archive-lr", "archive_lr", "CMA-MAEGA's archive learning rate in (0, 1]"),
+        ("--dqd-lr", "lr", float, None, "learning rate of the CMA-MEGA solution point"),
+        (
+            "--dqd-optimizer",
+            "optimizer",
+            str,
+            GRADIENT_OPTIMIZERS,
+            "optimiser of the CMA-MEGA solution point",
+        ),
+        (
+            "--dqd-restart",
+            "restart",
+            str,
+            DQD_RESTARTS,
+            "when a CMA-MEGA emitter restarts from an elite: no-improvement = after an "
+            "iteration whose branches all stayed out of the archive, basic = when its CMA-ES "
+            "converges (CMA-MAEGA: basic)",
+        ),
     )
-    for flag, key, text in numbers:
+    for flag, key, kind, choices, text in settings:
         group.add_argument(
-            flag, type=float, default=DQD_DEFAULTS[key], help=f"{text} (default: %(default)s)"
+            flag,
+            type=kind,
+            choices=choices,
+            default=None,
+            help=f"{text} (default: {DQD_DEFAULTS[key]}; {DQD_PER_CLASS_DEFAULTS[key]} for "
+            "cma-mega on per-class, whose measures have no gradient)",
         )
-    group.add_argument(
-        "--dqd-optimizer",
-        choices=GRADIENT_OPTIMIZERS,
-        default=DQD_DEFAULTS["optimizer"],
-        help="optimiser of the CMA-MEGA solution point (default: %(default)s)",
-    )
     parser.add_argument(
         "--renderer",
         choices=RENDERERS,
@@ -438,20 +468,22 @@ def _algorithm_options(args: argparse.Namespace) -> dict:
     if args.algorithm == "map-elites":
         return {
             "emitter": args.emitter,
-            "emitters": args.emitters,
+            "emitters": MAP_ELITES_DEFAULTS["emitters"] if args.emitters is None else args.emitters,
             "sigma": args.sigma,
             "line_sigma": args.line_sigma,
             "crossover_prob": args.crossover,
         }
     if args.algorithm == "dqd":
-        return {
+        chosen = {
             "emitter": args.dqd_emitter,
             "emitters": args.emitters,
             "sigma": args.dqd_sigma,
             "lr": args.dqd_lr,
             "optimizer": args.dqd_optimizer,
+            "restart": args.dqd_restart,
             "archive_lr": args.archive_lr,
-        }
+        }  # unset: the archive kind's default (DqdSearch)
+        return {key: value for key, value in chosen.items() if value is not None}
     if args.algorithm in ("novelty", "nslc"):
         return {
             "behavior": args.behavior,

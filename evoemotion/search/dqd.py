@@ -16,7 +16,8 @@ objective and of every measure. Each iteration has two phases, as pyribs'
 Emitters (``emitter=``):
 
 - ``cma-mega``: :class:`~ribs.emitters.GradientArborescenceEmitter`, CMA-ES over the
-  gradient coefficients, two-stage improvement ranking, restart when nothing improves.
+  gradient coefficients, two-stage improvement ranking, restart (``restart=``) when no
+  branch entered the archive or only when CMA-ES converges.
 - ``cma-maega``: the same emitter with improvement ranking, told by a second archive with
   the archive learning rate ``archive_lr`` (CMA-MAE's soft thresholds; Fontaine &
   Nikolaidis 2023); the run's own archive keeps the elites.
@@ -27,8 +28,13 @@ Emitters (``emitter=``):
 The same archive rules as MAP-Elites apply (:class:`~evoemotion.search.MapElites`): images
 with non-finite outputs are rejected, and a ``per-class`` image gives one row per class.
 On ``per-class`` each emitter works for one class (emitter i for class ``i mod K``, at
-least one emitter per class): its objective is that class's probability, its measure the
-cell's constant. Genomes are projected onto the genotype's bounds before evaluation, and
+least one emitter per class; two by default with ``cma-mega``): its objective is that
+class's probability, its measure the cell's constant. Its measure has no gradient, so its
+branches lie on the line of the objective's gradient, and CMA-MEGA's defaults there differ
+(:data:`~evoemotion.choices.DQD_PER_CLASS_DEFAULTS`): small coefficient steps, Adam on the
+solution point, and restarts only when CMA-ES converges, since a branch enters the archive
+only by beating its class's best image, and restarting whenever none did restarts almost
+every iteration. Genomes are projected onto the genotype's bounds before evaluation, and
 those projected genomes are what the emitters are told and the archive stores. A gradient
 point whose Jacobian is not finite is rejected (not added, counted in the metrics as
 ``rejected_gradients``); its emitter is given a zero Jacobian, so its branches are copies
@@ -43,7 +49,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from ribs.emitters import EmitterBase, GradientArborescenceEmitter, GradientOperatorEmitter
 
-from evoemotion.choices import DQD_DEFAULTS, DQD_EMITTERS, GRADIENT_OPTIMIZERS
+from evoemotion.choices import (
+    DQD_DEFAULTS,
+    DQD_EMITTERS,
+    DQD_PER_CLASS_DEFAULTS,
+    DQD_RESTARTS,
+    GRADIENT_OPTIMIZERS,
+)
 from evoemotion.errors import ConfigError
 from evoemotion.render.differentiable import check_differentiable
 from evoemotion.search.archive_search import ArchiveSearch, add_rows, as_solutions, told_rows
@@ -73,10 +85,15 @@ class DqdSearch(ArchiveSearch):
         seed: Seed of the archives and of every emitter.
         emitter: One of :data:`DQD_EMITTERS`.
         emitters: Number of emitters (raised to the number of classes on ``per-class``).
+            ``None``: 4, or two per class for ``cma-mega`` on ``per-class``.
         sigma: CMA-MEGA's initial coefficient step ``sigma0``; OMG-MEGA's coefficient
-            spread ``sigma_g``.
+            spread ``sigma_g``. ``None``, here and below: the archive kind's default
+            (:data:`DQD_DEFAULTS`; :data:`DQD_PER_CLASS_DEFAULTS` for ``cma-mega`` on
+            ``per-class``).
         lr: Learning rate of the CMA-MEGA solution point's gradient optimiser.
         optimizer: One of :data:`GRADIENT_OPTIMIZERS`.
+        restart: One of :data:`DQD_RESTARTS`, CMA-MEGA's restart rule (CMA-MAEGA's
+            default is ``basic``).
         archive_lr: CMA-MAEGA's archive learning rate, in (0, 1].
         normalize: Normalise every gradient to unit length before use (pyribs' default
             for CMA-MEGA; the paper's choice).
@@ -96,14 +113,26 @@ class DqdSearch(ArchiveSearch):
         batch_size: int,
         seed: int,
         emitter: str = DQD_DEFAULTS["emitter"],
-        emitters: int = DQD_DEFAULTS["emitters"],
-        sigma: float = DQD_DEFAULTS["sigma"],
-        lr: float = DQD_DEFAULTS["lr"],
-        optimizer: str = DQD_DEFAULTS["optimizer"],
+        emitters: int | None = None,
+        sigma: float | None = None,
+        lr: float | None = None,
+        optimizer: str | None = None,
+        restart: str | None = None,
         archive_lr: float = DQD_DEFAULTS["archive_lr"],
         normalize: bool = True,
     ) -> None:
         check_differentiable(genotype)
+        classes = len(spec.measure_names) if spec.kind == "per-class" else 0
+        tuned = bool(classes) and emitter == "cma-mega"
+        defaults = {**DQD_DEFAULTS, **(DQD_PER_CLASS_DEFAULTS if tuned else {})}
+        if emitter == "cma-maega":
+            defaults["restart"] = "basic"
+        if emitters is None:
+            emitters = defaults["emitters"] * (classes if tuned else 1)
+        sigma = defaults["sigma"] if sigma is None else sigma
+        lr = defaults["lr"] if lr is None else lr
+        optimizer = optimizer or defaults["optimizer"]
+        restart = restart or defaults["restart"]
         if spec.objective not in DIFFERENTIABLE_OBJECTIVES:
             raise ConfigError(
                 f"objective {spec.objective!r} has no gradient; dqd needs --objective "
@@ -118,13 +147,16 @@ class DqdSearch(ArchiveSearch):
                 f"gradient optimizer must be one of {', '.join(GRADIENT_OPTIMIZERS)}, "
                 f"got {optimizer!r}"
             )
+        if restart not in DQD_RESTARTS:
+            raise ConfigError(
+                f"dqd restart must be one of {', '.join(DQD_RESTARTS)}, got {restart!r}"
+            )
         if sigma <= 0 or lr <= 0 or not 0 < archive_lr <= 1:
             raise ConfigError(
                 f"dqd needs sigma > 0, lr > 0 and 0 < archive lr <= 1, got {sigma}, {lr}, "
                 f"{archive_lr}"
             )
         super().__init__(genotype=genotype, spec=spec, batch_size=batch_size, seed=seed)
-        classes = len(spec.measure_names) if spec.kind == "per-class" else 0
         sizes = split_batch(batch_size, max(emitters, classes))
         if emitter != "omg-mega" and min(sizes) < 2:
             raise ConfigError(
@@ -145,12 +177,19 @@ class DqdSearch(ArchiveSearch):
             )
         self.emitter_classes = np.arange(len(sizes)) % classes if classes else None
         self.emitters = [
-            self._make_emitter(size, s, sigma, lr, optimizer, normalize)
+            self._make_emitter(size, s, sigma, lr, optimizer, restart, normalize)
             for size, s in zip(sizes, seeds, strict=True)
         ]
 
     def _make_emitter(
-        self, size: int, seed: int, sigma: float, lr: float, optimizer: str, normalize: bool
+        self,
+        size: int,
+        seed: int,
+        sigma: float,
+        lr: float,
+        optimizer: str,
+        restart: str,
+        normalize: bool,
     ) -> EmitterBase:
         start = as_solutions(
             self.genotype.random(np.random.default_rng(seed), size), self.archive.solution_dim
@@ -167,16 +206,15 @@ class DqdSearch(ArchiveSearch):
                 batch_size=size,
                 seed=seed,
             )
-        mae = self.emitter_name == "cma-maega"
         return GradientArborescenceEmitter(
             self.learning_archive,
             x0=start[0],
             sigma0=sigma,
             lr=lr,
             grad_opt=optimizer,
-            ranker="imp" if mae else "2imp",
+            ranker="imp" if self.emitter_name == "cma-maega" else "2imp",
             selection_rule="mu",
-            restart_rule="basic" if mae else "no_improvement",
+            restart_rule=restart.replace("-", "_"),
             normalize_grad=normalize,
             batch_size=size,
             seed=seed,
