@@ -269,6 +269,14 @@ def main() -> None:
                   f"{m['evaluations']:.0f} | {m['gradients']:.0f} | {m['iterations']:.0f} | "
                   f"{m['seconds']:.0f} | "
                   + " | ".join(f"{b:.3f}" for b in best) + " |")
+        if args.seeds > 1:  # a mean can hide the seed that missed a class
+            print(f"\n{kind}: best probability per class, each seed\n")
+            print("| algorithm | seed | " + " | ".join(names) + " |")
+            print("|---|---:|" + "---:|" * len(names))
+            for label, runs in results.items():
+                for seed, run in enumerate(runs):
+                    print(f"| {label} | {seed} | " + " | ".join(f"{b:.3f}" for b in run["best"])
+                          + " |")
     print("\nreference rows (best probability per class)\n")
     print("| reference | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))

@@ -4,6 +4,7 @@ rejected gradients, refusals, exact resume and the command line."""
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -104,6 +105,27 @@ def test_each_per_class_emitter_follows_its_own_class_gradient(scorer):
         assert not np.allclose(jacobian[k, 0], other[0, 0])
 
 
+def test_per_class_cma_mega_keeps_its_points_where_the_papers_restart_rule_restarts(scorer):
+    # On per-class a branch enters the archive only by beating its class's best image, so
+    # restarting after an iteration without one (the paper's rule) restarts nearly always;
+    # the per-class defaults (two emitters per class) restart only when CMA-ES converges.
+    spec = make_spec(scorer, "per-class")
+    genotype = load_genotype("cppn")
+    evaluator = Evaluator(genotype, scorer, render_size=16)
+    tuned = DqdSearch(genotype=genotype, spec=spec, batch_size=12, seed=0)
+    paper = DqdSearch(genotype=genotype, spec=spec, batch_size=12, seed=0, emitters=6,
+                      sigma=1.0, lr=1.0, optimizer="gradient_ascent", restart="no-improvement")
+    for _ in range(4):
+        tuned.step(evaluator)
+        paper.step(evaluator)
+    assert len(tuned.emitters) == len(paper.emitters) == 6
+    assert sum(e.restarts for e in tuned.emitters) == 0
+    assert sum(e.restarts for e in paper.emitters) >= 6
+    # The per-class defaults are CMA-MEGA's: OMG-MEGA keeps 4 emitters (at least one per class).
+    omg = DqdSearch(genotype=genotype, spec=spec, batch_size=12, seed=0, emitter="omg-mega")
+    assert len(omg.emitters) == 4
+
+
 def test_a_non_finite_gradient_is_rejected_counted_and_the_run_goes_on(scorer):
     spec = make_spec(scorer, "categorical", cells=6)
     state = DqdSearch(genotype=load_genotype("cppn"), spec=spec, batch_size=6, seed=0,
@@ -128,6 +150,12 @@ def test_refusals_are_one_clear_line(scorer):
     with pytest.raises(ConfigError, match="dqd emitter must be one of cma-mega"):
         DqdSearch(genotype=load_genotype("cppn"), spec=make_spec(scorer, "va"), batch_size=4,
                   seed=0, emitter="me")
+    with pytest.raises(ConfigError, match="dqd restart must be one of no-improvement, basic"):
+        DqdSearch(genotype=load_genotype("cppn"), spec=make_spec(scorer, "va"), batch_size=4,
+                  seed=0, restart="sometimes")
+    with pytest.raises(ConfigError, match="batch size 8 over 6 emitters is too few"):
+        DqdSearch(genotype=load_genotype("cppn"), spec=make_spec(scorer, "per-class"),
+                  batch_size=8, seed=0)
 
 
 @pytest.mark.parametrize("emitter", ["cma-mega", "cma-maega", "omg-mega"])
@@ -169,6 +197,14 @@ def test_cli_dqd_run_writes_a_run_folder_and_refuses_dask(classifier, tmp_path, 
         rows = list(csv.DictReader(fh))
     assert [int(r["gradient_evaluations"]) for r in rows] == [0, 4]
     assert main(["resume", str(out), "--iterations", "3"]) == 0
+    # A DQD flag left unset takes the archive kind's default, and config.json says only
+    # what was chosen.
+    assert main(["run", "--archive", "va", "--cells", "3", "--iterations", "1", "--out",
+                 str(tmp_path / "va"), "--dqd-restart", "basic", *common]) == 0
+    with open(tmp_path / "va" / "config.json") as fh:
+        options = json.load(fh)["run"]["options"]
+    assert options == {"emitter": "cma-mega", "emitters": 2, "restart": "basic",
+                       "archive_lr": 0.1}
     assert main(["run", "--workers", "2", "--out", str(tmp_path / "d"), *common]) == 2
     assert "drop --workers" in capsys.readouterr().err
     assert main(["run", "--genotype", "sims", "--out", str(tmp_path / "s"), *common]) == 2

@@ -100,7 +100,8 @@ class DqdSearch(ArchiveSearch):
 
     Raises:
         ConfigError: A genotype without a torch renderer, an objective without a
-            gradient, an unknown emitter or optimiser, or a bad number.
+            gradient, an unknown emitter, optimiser or restart rule, or a bad
+            number.
     """
 
     name = "dqd"
