@@ -53,10 +53,10 @@ DQD_DEFAULTS = {
 #: CMA-MEGA's defaults that differ on ``per-class``, whose measures have no gradient: every
 #: branch lies on the line of the objective's gradient, and a branch enters the archive
 #: only by beating its class's best image, so ``no-improvement`` restarts almost every
-#: iteration. Two emitters per class, small coefficient steps, Adam, converged restarts
+#: iteration. Three emitters per class, small coefficient steps, Adam, converged restarts
 #: (``benchmarks/README.md``, DQD, seventh pass).
 DQD_PER_CLASS_DEFAULTS = {
-    "emitters": 2,
+    "emitters": 3,
     "sigma": 0.01,
     "lr": 0.05,
     "optimizer": "adam",

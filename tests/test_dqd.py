@@ -108,21 +108,21 @@ def test_each_per_class_emitter_follows_its_own_class_gradient(scorer):
 def test_per_class_cma_mega_keeps_its_points_where_the_papers_restart_rule_restarts(scorer):
     # On per-class a branch enters the archive only by beating its class's best image, so
     # restarting after an iteration without one (the paper's rule) restarts nearly always;
-    # the per-class defaults (two emitters per class) restart only when CMA-ES converges.
+    # the per-class defaults (three emitters per class) restart only when CMA-ES converges.
     spec = make_spec(scorer, "per-class")
     genotype = load_genotype("cppn")
     evaluator = Evaluator(genotype, scorer, render_size=16)
-    tuned = DqdSearch(genotype=genotype, spec=spec, batch_size=12, seed=0)
-    paper = DqdSearch(genotype=genotype, spec=spec, batch_size=12, seed=0, emitters=6,
+    tuned = DqdSearch(genotype=genotype, spec=spec, batch_size=18, seed=0)
+    paper = DqdSearch(genotype=genotype, spec=spec, batch_size=18, seed=0, emitters=9,
                       sigma=1.0, lr=1.0, optimizer="gradient_ascent", restart="no-improvement")
     for _ in range(4):
         tuned.step(evaluator)
         paper.step(evaluator)
-    assert len(tuned.emitters) == len(paper.emitters) == 6
+    assert len(tuned.emitters) == len(paper.emitters) == 9
     assert sum(e.restarts for e in tuned.emitters) == 0
-    assert sum(e.restarts for e in paper.emitters) >= 6
+    assert sum(e.restarts for e in paper.emitters) >= 9
     # The per-class defaults are CMA-MEGA's: OMG-MEGA keeps 4 emitters (at least one per class).
-    omg = DqdSearch(genotype=genotype, spec=spec, batch_size=12, seed=0, emitter="omg-mega")
+    omg = DqdSearch(genotype=genotype, spec=spec, batch_size=18, seed=0, emitter="omg-mega")
     assert len(omg.emitters) == 4
 
 
@@ -153,9 +153,9 @@ def test_refusals_are_one_clear_line(scorer):
     with pytest.raises(ConfigError, match="dqd restart must be one of no-improvement, basic"):
         DqdSearch(genotype=load_genotype("cppn"), spec=make_spec(scorer, "va"), batch_size=4,
                   seed=0, restart="sometimes")
-    with pytest.raises(ConfigError, match="batch size 8 over 6 emitters is too few"):
+    with pytest.raises(ConfigError, match="batch size 16 over 9 emitters is too few"):
         DqdSearch(genotype=load_genotype("cppn"), spec=make_spec(scorer, "per-class"),
-                  batch_size=8, seed=0)
+                  batch_size=16, seed=0)
 
 
 @pytest.mark.parametrize("emitter", ["cma-mega", "cma-maega", "omg-mega"])

@@ -161,7 +161,7 @@ def _add_search_options(run: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help=f"number of emitter instances sharing the batch (default: "
-        f"{MAP_ELITES_DEFAULTS['emitters']}; two per class for dqd's cma-mega on per-class)",
+        f"{MAP_ELITES_DEFAULTS['emitters']}; three per class for dqd's cma-mega on per-class)",
     )
     run.add_argument(
         "--sigma",

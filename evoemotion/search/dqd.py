@@ -28,7 +28,7 @@ Emitters (``emitter=``):
 The same archive rules as MAP-Elites apply (:class:`~evoemotion.search.MapElites`): images
 with non-finite outputs are rejected, and a ``per-class`` image gives one row per class.
 On ``per-class`` each emitter works for one class (emitter i for class ``i mod K``, at
-least one emitter per class; two by default with ``cma-mega``): its objective is that
+least one emitter per class; three by default with ``cma-mega``): its objective is that
 class's probability, its measure the cell's constant. Its measure has no gradient, so its
 branches lie on the line of the objective's gradient, and CMA-MEGA's defaults there differ
 (:data:`~evoemotion.choices.DQD_PER_CLASS_DEFAULTS`): small coefficient steps, Adam on the
@@ -85,7 +85,7 @@ class DqdSearch(ArchiveSearch):
         seed: Seed of the archives and of every emitter.
         emitter: One of :data:`DQD_EMITTERS`.
         emitters: Number of emitters (raised to the number of classes on ``per-class``).
-            ``None``: 4, or two per class for ``cma-mega`` on ``per-class``.
+            ``None``: 4, or three per class for ``cma-mega`` on ``per-class``.
         sigma: CMA-MEGA's initial coefficient step ``sigma0``; OMG-MEGA's coefficient
             spread ``sigma_g``. ``None``, here and below: the archive kind's default
             (:data:`DQD_DEFAULTS`; :data:`DQD_PER_CLASS_DEFAULTS` for ``cma-mega`` on
@@ -162,7 +162,8 @@ class DqdSearch(ArchiveSearch):
         if emitter != "omg-mega" and min(sizes) < 2:
             raise ConfigError(
                 f"{emitter} needs at least 2 branches per emitter: batch size {batch_size} "
-                f"over {len(sizes)} emitters is too few"
+                f"over {len(sizes)} emitters is too few (raise the batch size or lower the "
+                "emitters)"
             )
         self.emitter_name = emitter
         self.gradient_evaluations = 0
