@@ -47,10 +47,12 @@ def test_emitter_behavior_and_policy_take_their_choices_from_the_registries(caps
 
 
 def test_run_defaults_are_the_search_classes_own():
-    from evoemotion.search import MapElites, NoveltySearch, NSLCSearch
+    from evoemotion.cli.run import _algorithm_options
+    from evoemotion.search import DqdSearch, MapElites, NoveltySearch, NSLCSearch
 
     args = parse("run")
-    cli = {"emitters": args.emitters, "sigma": args.sigma, "line_sigma": args.line_sigma,
+    cli = {"emitters": _algorithm_options(args)["emitters"], "sigma": args.sigma,
+           "line_sigma": args.line_sigma,
            "behavior": args.behavior, "k": args.neighbors,
            "novelty_policy": args.novelty_archive, "novelty_add_prob": args.novelty_add_prob,
            "novelty_cap": args.novelty_cap}
@@ -59,6 +61,10 @@ def test_run_defaults_are_the_search_classes_own():
         parameters = inspect.signature(cls).parameters
         for name, value in defaults.items():
             assert parameters[name].default == value == cli[name], (cls, name)
+    # DQD flags left unset are not passed, so DqdSearch picks the archive kind's defaults.
+    dqd = _algorithm_options(parse("run", "--algorithm", "dqd"))
+    parameters = inspect.signature(DqdSearch).parameters
+    assert dqd == {name: parameters[name].default for name in ("emitter", "archive_lr")}
 
 
 @pytest.mark.parametrize("flag", ["--device", "--seed"])
